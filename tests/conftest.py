@@ -1,0 +1,60 @@
+"""Shared test fixtures.
+
+* ``ZSLTUNE_CACHE`` points at one temporary directory for the whole session (autouse), so tests never write to
+  ``~/.cache/zsltune`` and real-size synthetic datasets (``cached_synth_like``, ``resolve_dataset``) are generated
+  at most once per session. Subprocesses inherit it.
+* ``ZSLTUNE_DATA`` (the real xlsa17 class side; CI sets ``../shared/data/xlsa17``) is made absolute, resolved
+  against the repository root, so it means the same thing whatever the working directory.
+* ``real_root``: that absolute path, or a skip when ``ZSLTUNE_DATA`` is unset.
+* ``tiny_dataset_dir``: a small fully synthetic xlsa17 dataset (12 classes, 16 attributes, 600 images,
+  32-d features), written once per session. Treat it as read-only; copy it (``shutil.copytree``) to mutate it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TINY = {"classes": 12, "attributes": 16, "images": 600, "feature_dim": 32}
+
+
+def _data_root_from_env() -> Path | None:
+    value = os.environ.get("ZSLTUNE_DATA", "").strip()
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (REPO_ROOT / path).resolve()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _zsltune_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Session-wide cache dir in a temp dir, and an absolute ZSLTUNE_DATA."""
+    cache = tmp_path_factory.mktemp("zsltune-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ZSLTUNE_CACHE", str(cache))
+        root = _data_root_from_env()
+        if root is not None:
+            mp.setenv("ZSLTUNE_DATA", str(root))
+        yield cache
+
+
+@pytest.fixture(scope="session")
+def real_root() -> Path:
+    """Absolute path of the real xlsa17 class side (``ZSLTUNE_DATA``); skips the test when unset."""
+    root = _data_root_from_env()
+    if root is None:
+        pytest.skip("ZSLTUNE_DATA unset")
+    assert root.is_dir(), f"ZSLTUNE_DATA={os.environ['ZSLTUNE_DATA']} is set but {root} is not a directory"
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fully synthetic xlsa17 directory (res101.mat, att_splits.mat, class lists); read-only by convention."""
+    from zsltune.data import synth_fresh
+
+    return synth_fresh(tmp_path_factory.mktemp("tiny") / "TINY", seed=0, **TINY)

@@ -1,0 +1,45 @@
+"""Linear compatibility baseline (ALE/DeViSE family): score(x, c) = (x W) · a_c, softmax over the seen classes.
+
+Seconds per trial even on CPU: the reference line every ZSL method must beat, and the engine's fast test subject.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from zsltune.methods.base import Trainer, register_method
+
+
+@register_method("linear")
+class LinearCompat(Trainer):
+    defaults: dict[str, Any] = {"lr": 1e-3, "weight_decay": 1e-4, "batch_size": 64, "temperature": 0.1,
+                                "att_norm": "l2"}
+
+    def __init__(self, config: dict[str, Any], data: Any, **kw: Any) -> None:
+        super().__init__(config, data, **kw)
+        c = self.config
+        att = self.to_device(data.attributes).float()  # (C, P)
+        self.att = F.normalize(att, dim=1) if c["att_norm"] == "l2" else att
+        self.x = self.to_device(data.x_train).float()  # (N, D)
+        self.y = self.to_device(data.y_train)  # (N,)
+        self.model = torch.nn.Linear(data.feature_dim, data.attribute_dim, bias=False).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=c["lr"], weight_decay=c["weight_decay"])
+
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.float()) @ self.att.T / self.config["temperature"]  # (n, C)
+
+    def train_epoch(self) -> dict[str, float]:
+        seen = self.data.n_seen
+        total, n = torch.zeros((), device=self.device), 0
+        for idx in self.batches(len(self.y), self.config["batch_size"]):
+            logits = self.scores(self.x[idx])[:, :seen]  # (B, S): train on seen classes only
+            loss = F.cross_entropy(logits, self.y[idx])
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total += loss.detach() * len(idx)
+            n += len(idx)
+        return {"loss": float(total / max(n, 1))}

@@ -1,0 +1,105 @@
+"""``zsltune run``: build and run one sweep. Also a plain script, as ``ray submit`` uploads and runs it:
+
+    python zsltune/run.py --space crnet --dataset AWA2 --data-root ~/xlsa17
+    ray submit clusters/gpu.yaml zsltune/run.py --space clarel --dataset CUB
+
+As a script it imports the installed ``zsltune`` package, never files beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+if __name__ == "__main__":  # run as a script: drop this file's folder, whose names would shadow real modules
+    _here = str(Path(__file__).resolve().parent)
+    sys.path[:] = [p for p in sys.path if p and str(Path(p).resolve()) != _here]
+
+
+def _value(text: str) -> Any:
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def _overrides(items: list[str]) -> dict[str, Any]:
+    from zsltune.errors import ConfigError
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, val = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item}: expected NAME=VALUE, e.g. --set hidden=256")
+        out[key.strip()] = _value(val)
+    return out
+
+
+def add_run_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("run", help="run a hyperparameter sweep", description="Run a hyperparameter sweep.")
+    _add_run_args(p)
+    p.set_defaults(func=_run)
+    return p
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("what to tune")
+    g.add_argument("--space", required=True, help="search space: a name in search_spaces/ (crnet, ...) or a YAML path")
+    g.add_argument("--dataset", default="demo",
+                   help="'demo' (synthetic, the default), a dataset under --data-root (AWA2, CUB, ...) or a directory")
+    g.add_argument("--data-root", help="folder of xlsa17 datasets (default: $ZSLTUNE_DATA or ~/xlsa17)")
+    g.add_argument("--stage", default="val", choices=("val", "test"),
+                   help="val: tune on trainval only (default); test: train on trainval, evaluate on test")
+    g.add_argument("--attributes", default="att", choices=("att", "original_att", "sent"))
+    g.add_argument("--metric", help="metric to optimise (default: the space's); 'U,S' for a Pareto front")
+    g.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
+                   help="fix a hyperparameter for every trial (repeatable)")
+    g = p.add_argument_group("search")
+    g.add_argument("--num-samples", type=int, default=8, help="number of trials (default 8)")
+    g.add_argument("--sampler", default="tpe", help="tpe | cmaes | gp | random | qmc | nsga2 (default tpe)")
+    g.add_argument("--scheduler", default="asha", help="asha | hyperband | median | pbt | fifo (default asha)")
+    g.add_argument("--max-epochs", type=int, help="epochs per trial (default: the space's)")
+    g.add_argument("--grace-period", type=int, help="epochs before a trial may be stopped (default: the space's)")
+    g.add_argument("--time-budget", type=float, help="stop the sweep after this many seconds")
+    g.add_argument("--seed", type=int, default=0)
+    g = p.add_argument_group("resources")
+    g.add_argument("--cpus-per-trial", type=float, default=1.0)
+    g.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractions pack trials on a GPU, e.g. 0.25")
+    g.add_argument("--max-concurrent", type=int, help="trials at once (default: what the resources allow)")
+    g.add_argument("--max-failures", type=int, default=2, help="retries of a failed trial from its checkpoint")
+    g.add_argument("--checkpoint-every", type=int, default=1, help="epochs between checkpoints (default 1)")
+    g.add_argument("--address", help="an existing Ray cluster ('auto' or host:port); default: a local Ray")
+    g = p.add_argument_group("results")
+    g.add_argument("--name", help="sweep name (default METHOD-DATASET-STAGE-TIME)")
+    g.add_argument("--storage", help="results folder (default: $ZSLTUNE_RESULTS or ~/zsltune_results)")
+    g.add_argument("--resume", action="store_true", help="continue an interrupted sweep (--name, or the newest)")
+    g.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from zsltune.sweep import SweepOptions, run_sweep
+
+    opts = SweepOptions(
+        space=args.space, dataset=args.dataset, data_root=args.data_root, stage=args.stage,
+        attributes=args.attributes, num_samples=args.num_samples, sampler=args.sampler, scheduler=args.scheduler,
+        metric=args.metric, max_epochs=args.max_epochs, grace_period=args.grace_period,
+        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
+        time_budget=args.time_budget, name=args.name, storage=args.storage, resume=args.resume, seed=args.seed,
+        address=args.address, max_failures=args.max_failures, checkpoint_every=args.checkpoint_every,
+        quiet=args.quiet, overrides=_overrides(args.overrides),
+    )
+    result = run_sweep(opts)
+    return 1 if result.counts.get("failed") and not any(result.counts[k] for k in ("completed", "stopped")) else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python zsltune/run.py ARGS`` == ``zsltune run ARGS``."""
+    from zsltune.cli import main as cli_main
+
+    return cli_main(["run", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
