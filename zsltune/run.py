@@ -46,7 +46,7 @@ def add_run_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("what to tune")
-    g.add_argument("--space", required=True, help="search space: a name in search_spaces/ (crnet, ...) or a YAML path")
+    g.add_argument("--space", default="", help="search space: a name in search_spaces/ (crnet, ...) or a YAML path")
     g.add_argument("--dataset", default="demo",
                    help="'demo' (synthetic, the default), a dataset under --data-root (AWA2, CUB, ...) or a directory")
     g.add_argument("--data-root", help="folder of xlsa17 datasets (default: $ZSLTUNE_DATA or ~/xlsa17)")

@@ -9,13 +9,14 @@ and shared with every trial through the object store as numpy arrays (zero-copy 
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import math
 import os
 import sys
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -350,21 +351,41 @@ def _check_options(o: SweepOptions, space: SearchSpace, trainer_cls: type[Traine
             raise ConfigError(msg)
 
 
-def _sweep_dir(o: SweepOptions, space: SearchSpace, storage: Path) -> Path:
+OPTIONS_FILE = "zsltune.json"
+#: options a resume may change; the rest come from the sweep's OPTIONS_FILE
+RESUME_KEEPS = ("name", "storage", "resume", "quiet", "address")
+
+
+def _new_sweep_dir(o: SweepOptions, space: SearchSpace, storage: Path) -> Path:
     if o.name:
         return storage / o.name
-    if o.resume:  # the newest sweep of this space
-        cands = sorted((p for p in storage.glob(f"{space.method}-*") if (p / "tuner.pkl").exists()),
-                       key=lambda p: p.stat().st_mtime)
-        if not cands:
-            raise ConfigError(f"--resume: no sweep of '{space.method}' under {storage}; pass --name NAME")
-        return cands[-1]
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     return storage / f"{space.method}-{Path(o.dataset).name}-{o.stage}-{stamp}"
 
 
+def _resume_options(o: SweepOptions, storage: Path) -> tuple[SweepOptions, Path]:
+    """The stored options of the sweep to resume (``--name``, or the newest under ``storage``)."""
+    if o.name:
+        sweep_dir = storage / o.name
+    else:
+        cands = sorted((p.parent for p in storage.glob(f"*/{OPTIONS_FILE}")), key=lambda p: p.stat().st_mtime)
+        if not cands:
+            raise ConfigError(f"--resume: no sweep under {storage}; pass --name NAME (and --storage)")
+        sweep_dir = cands[-1]
+    if not (sweep_dir / "tuner.pkl").exists() or not (sweep_dir / OPTIONS_FILE).exists():
+        raise ConfigError(f"--resume: {sweep_dir} holds no sweep to resume; check --name and --storage")
+    stored = json.loads((sweep_dir / OPTIONS_FILE).read_text())
+    keep = {k: getattr(o, k) for k in RESUME_KEEPS}
+    return replace(SweepOptions(**stored), **{**keep, "name": sweep_dir.name, "storage": str(storage)}), sweep_dir
+
+
 def prepare(o: SweepOptions) -> tuple[SweepOptions, SearchSpace, Path, list[str]]:
-    """Validate everything that can be checked without Ray; returns the resolved options."""
+    """Validate everything that can be checked without Ray; returns the resolved options and the sweep folder."""
+    storage = (Path(o.storage).expanduser() if o.storage else default_storage()).resolve()
+    if o.resume:
+        o, sweep_dir = _resume_options(o, storage)
+    elif not o.space:
+        raise ConfigError("--space is required: a name in search_spaces/ or a YAML path (or --resume a sweep)")
     space = load_space(o.space)
     trainer_cls = get_method(space.method)
     _check_options(o, space, trainer_cls)
@@ -374,15 +395,23 @@ def prepare(o: SweepOptions) -> tuple[SweepOptions, SearchSpace, Path, list[str]
         raise UnknownNameError(f"--scheduler {o.scheduler}: unknown scheduler; valid: {', '.join(SCHEDULERS)}")
     if len(metrics) > 1 and o.scheduler == "pbt":
         raise ConfigError("--scheduler pbt optimises one metric; drop the metric list or use asha")
-    storage = Path(o.storage).expanduser() if o.storage else default_storage()
-    sweep_dir = _sweep_dir(o, space, storage.resolve())
-    if sweep_dir.exists() and (sweep_dir / "tuner.pkl").exists() and not o.resume:
-        raise ConfigError(f"--name {sweep_dir.name}: a sweep already exists at {sweep_dir}; pass --resume to "
-                          f"continue it or choose a new --name")
-    if o.resume and not (sweep_dir / "tuner.pkl").exists():
-        raise ConfigError(f"--resume: {sweep_dir} holds no sweep to resume; check --name and --storage")
-    o = replace(o, max_epochs=o.max_epochs or space.max_epochs, grace_period=o.grace_period or space.grace_period)
+    if not o.resume:
+        sweep_dir = _new_sweep_dir(o, space, storage)
+        if (sweep_dir / "tuner.pkl").exists() or (sweep_dir / OPTIONS_FILE).exists():
+            raise ConfigError(f"--name {sweep_dir.name}: a sweep already exists at {sweep_dir}; pass --resume to "
+                              f"continue it or choose a new --name")
+    dataset = str(Path(o.dataset).resolve()) if Path(o.dataset).expanduser().is_dir() else o.dataset
+    data_root = str(Path(o.data_root).expanduser().resolve()) if o.data_root else None
+    o = replace(o, space=str(space.path or o.space), dataset=dataset, data_root=data_root, max_epochs=o.max_epochs or space.max_epochs,
+                grace_period=o.grace_period or space.grace_period)
     return o, space, sweep_dir, metrics
+
+
+def _save_options(o: SweepOptions, sweep_dir: Path) -> None:
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    tmp = sweep_dir / f".{OPTIONS_FILE}.tmp"
+    tmp.write_text(json.dumps(asdict(o), indent=2, default=str))
+    os.replace(tmp, sweep_dir / OPTIONS_FILE)
 
 
 def run_sweep(o: SweepOptions) -> SweepResult:
@@ -426,6 +455,8 @@ def _fit(o: SweepOptions, space: SearchSpace, sweep_dir: Path, metrics: list[str
             "seed": o.seed, "synthetic": data.synthetic}
     parquet_cb = ParquetCallback(sweep_dir, metric=sched_metric, mode=mode, max_epochs=o.max_epochs or 1,
                                  meta=meta, quiet=o.quiet)
+    if not o.resume:
+        _save_options(o, sweep_dir)
     if o.resume:
         if not o.quiet:
             print(f"zsltune: resuming {sweep_dir}", file=sys.stderr)
