@@ -19,8 +19,22 @@ from zsltune.results import EPOCHS_FILE, TRIALS_FILE
 
 
 def _run_cmd(data: Path, storage: Path, name: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "zsltune.cli", "run", "--space", "linear", "--dataset", str(data),
-            "--storage", str(storage), "--name", name, "--quiet", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "zsltune.cli",
+        "run",
+        "--space",
+        "linear",
+        "--dataset",
+        str(data),
+        "--storage",
+        str(storage),
+        "--name",
+        name,
+        "--quiet",
+        *extra,
+    ]
 
 
 def _read(path: Path) -> pd.DataFrame | None:
@@ -59,15 +73,30 @@ def _check_exactly_once(sweep: Path, n_trials: int, epochs: int) -> tuple[pd.Dat
 @pytest.mark.slow
 def test_driver_killed_then_resumed_loses_and_doubles_nothing(tiny_dataset_dir: Path, tmp_path: Path) -> None:
     n, epochs = 4, 60
-    cmd = _run_cmd(tiny_dataset_dir, tmp_path, "killed", "--num-samples", str(n), "--max-epochs", str(epochs),
-                   "--scheduler", "fifo", "--max-concurrent", "2")
+    cmd = _run_cmd(
+        tiny_dataset_dir,
+        tmp_path,
+        "killed",
+        "--num-samples",
+        str(n),
+        "--max-epochs",
+        str(epochs),
+        "--scheduler",
+        "fifo",
+        "--max-concurrent",
+        "2",
+    )
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     sweep = tmp_path / "killed"
 
     def one_done_one_midway() -> bool:
         t, e = _read(sweep / TRIALS_FILE), _read(sweep / EPOCHS_FILE)
-        return t is not None and e is not None and (t["status"] == "completed").sum() >= 1 and (
-            (t["status"] == "running") & (t["epochs"] >= 5)).any()
+        return (
+            t is not None
+            and e is not None
+            and (t["status"] == "completed").sum() >= 1
+            and ((t["status"] == "running") & (t["epochs"] >= 5)).any()
+        )
 
     try:
         _wait_for(one_done_one_midway, proc)
@@ -76,10 +105,11 @@ def test_driver_killed_then_resumed_loses_and_doubles_nothing(tiny_dataset_dir: 
     before = pd.read_parquet(sweep / TRIALS_FILE)
     assert (before["status"] == "running").any()
 
-    resumed = subprocess.run(_run_cmd(tiny_dataset_dir, tmp_path, "killed", "--resume"), capture_output=True,
-                             text=True, timeout=300)
+    resumed = subprocess.run(
+        _run_cmd(tiny_dataset_dir, tmp_path, "killed", "--resume"), capture_output=True, text=True, timeout=300
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    trials, rows = _check_exactly_once(sweep, n, epochs)
+    _, rows = _check_exactly_once(sweep, n, epochs)
     # trials finished before the kill were not run again
     done_before = before.loc[before.status == "completed", "trial_id"]
     assert (rows[rows.trial_id.isin(done_before)]["restores"] == 0).all()
@@ -88,10 +118,20 @@ def test_driver_killed_then_resumed_loses_and_doubles_nothing(tiny_dataset_dir: 
 @pytest.mark.slow
 def test_killed_trial_process_resumes_from_its_checkpoint(tiny_dataset_dir: Path, tmp_path: Path) -> None:
     epochs = 80
-    cmd = _run_cmd(tiny_dataset_dir, tmp_path, "workerkill", "--num-samples", "2", "--max-epochs", str(epochs),
-                   "--scheduler", "fifo", "--max-failures", "2")
-    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+    cmd = _run_cmd(
+        tiny_dataset_dir,
+        tmp_path,
+        "workerkill",
+        "--num-samples",
+        "2",
+        "--max-epochs",
+        str(epochs),
+        "--scheduler",
+        "fifo",
+        "--max-failures",
+        "2",
+    )
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     sweep = tmp_path / "workerkill"
     victim: dict[str, object] = {}
 
@@ -116,7 +156,7 @@ def test_killed_trial_process_resumes_from_its_checkpoint(tiny_dataset_dir: Path
         if proc.poll() is None:
             _kill_group(proc)
     assert proc.returncode == 0, proc.stderr.read()[-2000:] if proc.stderr else ""
-    trials, rows = _check_exactly_once(sweep, 2, epochs)
+    _, rows = _check_exactly_once(sweep, 2, epochs)
     mine = rows[rows.trial_id == victim["trial_id"]].sort_values("epoch")
     after = mine[mine.epoch > int(victim["epoch"])]  # type: ignore[call-overload]
     assert (after["restores"] >= 1).any(), "the killed trial was not restored from a checkpoint"

@@ -13,13 +13,23 @@ from zsltune.methods import get_method
 from zsltune.space import available_spaces, load_space
 
 GOOD = {
-    "method": "linear", "metric": "H", "mode": "max", "max_epochs": 4, "grace_period": 1,
+    "method": "linear",
+    "metric": "H",
+    "mode": "max",
+    "max_epochs": 4,
+    "grace_period": 1,
     "parameters": {
         "lr": {"type": "float", "low": 1.0e-4, "high": 1.0e-1, "log": True, "default": 1.0e-3},
         "batch_size": {"type": "categorical", "choices": [32, 64], "default": {"CUB": 32, "*": 64}},
         "att_norm": {"type": "categorical", "choices": ["raw", "l2"], "default": "l2"},
-        "weight_decay": {"type": "float", "low": 1.0e-6, "high": 1.0e-2, "log": True, "default": 1.0e-4,
-                         "condition": {"att_norm": "l2"}},
+        "weight_decay": {
+            "type": "float",
+            "low": 1.0e-6,
+            "high": 1.0e-2,
+            "log": True,
+            "default": 1.0e-4,
+            "condition": {"att_norm": "l2"},
+        },
     },
 }
 
@@ -73,15 +83,20 @@ def bad(**change: object) -> dict:
     ("doc", "needle"),
     [
         (bad(lr={"type": "floaty", "low": 0, "high": 1, "default": 0.5}), "unknown type 'floaty'"),
-        (bad(lr={"type": "float", "low": 3.0, "high": 1.0, "default": 2.0}), "low <= high must hold, got low=3.0, high=1.0"),
+        (
+            bad(lr={"type": "float", "low": 3.0, "high": 1.0, "default": 2.0}),
+            "low <= high must hold, got low=3.0, high=1.0",
+        ),
         (bad(lr={"type": "float", "low": 0.1, "high": 1.0, "default": 2.0}), "default 2.0 is outside [0.1, 1.0]"),
         (bad(lr={"type": "float", "low": 0.0, "high": 1.0, "log": True, "default": 0.5}), "log scale needs low > 0"),
         (bad(lr={"type": "float", "low": 0.1, "high": 1.0}), "missing 'default'"),
         (bad(lr={"type": "float", "low": "1e-5", "high": 1.0, "default": 0.5}), "'low' must be a number"),
         (bad(batch_size={"type": "categorical", "choices": [32, 64], "default": 48}), "default 48 is outside choices"),
         (bad(batch_size={"type": "categorical", "choices": [32], "default": {"CUB": 32}}), "'*' entry"),
-        (bad(weight_decay={"type": "float", "low": 0.1, "high": 1.0, "default": 0.5, "condition": {"nope": 1}}),
-         "condition on unknown parameter 'nope'"),
+        (
+            bad(weight_decay={"type": "float", "low": 0.1, "high": 1.0, "default": 0.5, "condition": {"nope": 1}}),
+            "condition on unknown parameter 'nope'",
+        ),
         (bad(lr={"type": "float", "low": 0.1, "high": 1.0, "default": 0.5, "lowest": 1}), "unknown key 'lowest'"),
         (bad(mode="maximise"), "mode must be 'max' or 'min'"),
         (bad(max_epochs=0), "max_epochs must be a positive integer"),

@@ -26,8 +26,15 @@ def local_ray():
 
 
 def opts(data: Path, storage: Path, **kw) -> SweepOptions:
-    base = {"space": "linear", "dataset": str(data), "storage": str(storage), "quiet": True, "num_samples": 4,
-            "max_epochs": 3, "seed": 0}
+    base = {
+        "space": "linear",
+        "dataset": str(data),
+        "storage": str(storage),
+        "quiet": True,
+        "num_samples": 4,
+        "max_epochs": 3,
+        "seed": 0,
+    }
     return SweepOptions(**{**base, **kw})
 
 
@@ -52,8 +59,12 @@ def test_sweep_writes_parquet_matching_what_ran(local_ray, tiny_dataset_dir: Pat
         assert t["epochs"] == 3
     # hyperparameters as columns; the first trial Optuna proposed is the paper defaults, and it ran
     defaults = load_space("linear").defaults("tiny")
-    study = optuna.load_study(study_name="basic", storage=optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(res.sweep_dir / "optuna.journal"))))
+    study = optuna.load_study(
+        study_name="basic",
+        storage=optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(res.sweep_dir / "optuna.journal"))
+        ),
+    )
     assert study.trials[0].params == defaults
     is_default = (trials[[f"config/{k}" for k in defaults]] == pd.Series(defaults).add_prefix("config/")).all(axis=1)
     assert is_default.sum() == 1
@@ -72,18 +83,34 @@ def test_sweep_writes_parquet_matching_what_ran(local_ray, tiny_dataset_dir: Pat
     assert [round(e.value, 6) for e in acc.Scalars(h_tag)] == [
         round(v, 6) for v in epochs[epochs.trial_id == tid].sort_values("epoch")["H"]
     ]
+    assert "_hparams_/session_start_info" in acc.PluginTagToContent("hparams")  # the HParams view
 
 
 def test_asha_stops_trials_and_optuna_records_them_pruned(local_ray, tiny_dataset_dir: Path, tmp_path: Path) -> None:
-    res = run_sweep(opts(tiny_dataset_dir, tmp_path, name="asha", scheduler="asha", num_samples=8, max_epochs=9,
-                         grace_period=1, sampler="random", max_concurrent=2))
+    res = run_sweep(
+        opts(
+            tiny_dataset_dir,
+            tmp_path,
+            name="asha",
+            scheduler="asha",
+            num_samples=8,
+            max_epochs=9,
+            grace_period=1,
+            sampler="random",
+            max_concurrent=2,
+        )
+    )
     trials = pd.read_parquet(res.trials_path)
     assert len(trials) == 8
     stopped = trials[trials.status == "stopped"]
     assert len(stopped) >= 1 and (stopped["epochs"] < 9).all()
     assert (trials[trials.status == "completed"]["epochs"] == 9).all()
-    study = optuna.load_study(study_name="asha", storage=optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(res.sweep_dir / "optuna.journal"))))
+    study = optuna.load_study(
+        study_name="asha",
+        storage=optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(res.sweep_dir / "optuna.journal"))
+        ),
+    )
     states = [t.state for t in study.trials]
     assert states.count(optuna.trial.TrialState.PRUNED) == len(stopped)
     assert states.count(optuna.trial.TrialState.COMPLETE) == (trials.status == "completed").sum()
@@ -94,8 +121,19 @@ def test_diverging_trial_fails_with_reason_and_sweep_goes_on(local_ray, tiny_dat
     doc["parameters"]["lr"] = {"type": "categorical", "choices": [0.01, 1.0e30], "default": 1.0e30}
     space = tmp_path / "nan.yaml"
     space.write_text(yaml.safe_dump(doc))
-    res = run_sweep(opts(tiny_dataset_dir, tmp_path, name="nan", space=str(space), scheduler="fifo", num_samples=5,
-                         sampler="random", max_failures=0, seed=2))
+    res = run_sweep(
+        opts(
+            tiny_dataset_dir,
+            tmp_path,
+            name="nan",
+            space=str(space),
+            scheduler="fifo",
+            num_samples=5,
+            sampler="random",
+            max_failures=0,
+            seed=2,
+        )
+    )
     trials = pd.read_parquet(res.trials_path)
     failed, ok = trials[trials.status == "failed"], trials[trials.status == "completed"]
     assert len(failed) >= 1 and len(ok) >= 1 and len(trials) == 5
@@ -105,16 +143,39 @@ def test_diverging_trial_fails_with_reason_and_sweep_goes_on(local_ray, tiny_dat
 
 
 def test_fixed_overrides_reach_the_trainer(local_ray, tiny_dataset_dir: Path, tmp_path: Path) -> None:
-    res = run_sweep(opts(tiny_dataset_dir, tmp_path, name="ovr", scheduler="fifo", num_samples=1, max_epochs=1,
-                         overrides={"temperature": 0.5}))
+    res = run_sweep(
+        opts(
+            tiny_dataset_dir,
+            tmp_path,
+            name="ovr",
+            scheduler="fifo",
+            num_samples=1,
+            max_epochs=1,
+            overrides={"temperature": 0.5},
+        )
+    )
     assert pd.read_parquet(res.trials_path).shape[0] == 1
 
 
 def test_multi_objective_keeps_a_pareto_front(local_ray, tiny_dataset_dir: Path, tmp_path: Path) -> None:
-    res = run_sweep(opts(tiny_dataset_dir, tmp_path, name="mo", sampler="nsga2", metric="U,S", scheduler="fifo",
-                         num_samples=4, max_epochs=2))
-    study = optuna.load_study(study_name="mo", storage=optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(res.sweep_dir / "optuna.journal"))))
+    res = run_sweep(
+        opts(
+            tiny_dataset_dir,
+            tmp_path,
+            name="mo",
+            sampler="nsga2",
+            metric="U,S",
+            scheduler="fifo",
+            num_samples=4,
+            max_epochs=2,
+        )
+    )
+    study = optuna.load_study(
+        study_name="mo",
+        storage=optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(res.sweep_dir / "optuna.journal"))
+        ),
+    )
     assert len(study.directions) == 2
     front = study.best_trials
     assert 1 <= len(front) <= 4
@@ -143,7 +204,7 @@ def test_bad_options_fail_before_ray_starts(tiny_dataset_dir: Path, tmp_path: Pa
 
 
 def test_gpus_requested_without_gpus_is_a_clear_error(local_ray, tiny_dataset_dir: Path, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="--gpus-per-trial 0.25: the Ray cluster has 0 GPUs"):
+    with pytest.raises(ConfigError, match=r"--gpus-per-trial 0\.25: the Ray cluster has 0 GPUs"):
         run_sweep(opts(tiny_dataset_dir, tmp_path, name="gpu", gpus_per_trial=0.25))
 
 
@@ -151,3 +212,15 @@ def test_existing_sweep_name_needs_resume(local_ray, tiny_dataset_dir: Path, tmp
     run_sweep(opts(tiny_dataset_dir, tmp_path, name="twice", scheduler="fifo", num_samples=1, max_epochs=1))
     with pytest.raises(ConfigError, match="pass --resume"):
         run_sweep(opts(tiny_dataset_dir, tmp_path, name="twice", num_samples=1, max_epochs=1))
+
+
+def test_pbt_exploits_checkpoints_without_losing_epochs(local_ray, tiny_dataset_dir: Path, tmp_path: Path) -> None:
+    res = run_sweep(
+        opts(tiny_dataset_dir, tmp_path, name="pbt", scheduler="pbt", num_samples=4, max_epochs=6, grace_period=2)
+    )
+    trials, epochs = pd.read_parquet(res.trials_path), pd.read_parquet(res.epochs_path)
+    assert (trials["status"] == "completed").all(), trials[["status", "error"]]
+    # an exploited trial continues from its leader's epoch, so its own history may skip epochs; none repeat
+    assert not epochs.duplicated(["trial_id", "epoch"]).any()
+    assert (epochs.groupby("trial_id")["epoch"].max() == 6).all() and (trials["epochs"] == 6).all()
+    assert (epochs["restores"] > 0).any()  # exploitation restored trials from checkpoints

@@ -57,9 +57,13 @@ def _clean(v: Any) -> Any:
     return v
 
 
+def _finite(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def _uniform(df: pd.DataFrame) -> pd.DataFrame:
     """Columns mixing value types (a categorical of 0 and "auto") become strings, so Arrow can store them."""
-    for col in df.select_dtypes(include="object").columns:
+    for col in [c for c in df.columns if df[c].dtype == object]:
         kinds = {type(v) for v in df[col] if v is not None and not (isinstance(v, float) and math.isnan(v))}
         if len(kinds) > 1 and not kinds <= {int, float}:
             df[col] = [None if v is None else str(v) for v in df[col]]
@@ -76,8 +80,9 @@ class ResultsSink:
         self.min_interval_s = min_interval_s
         self.trials: dict[str, dict[str, Any]] = {}
         self.epochs: dict[tuple[str, int], dict[str, Any]] = {}
+        self._by_trial: dict[str, dict[int, dict[str, Any]]] = {}
         self._dirty = False
-        self._last_flush = 0.0
+        self._last_flush = -math.inf
         self.write_s = 0.0  # time spent writing, for the overhead benchmark
         if (self.dir / TRIALS_FILE).is_file():
             for row in pd.read_parquet(self.dir / TRIALS_FILE).to_dict("records"):
@@ -85,6 +90,7 @@ class ResultsSink:
         if (self.dir / EPOCHS_FILE).is_file():
             for row in pd.read_parquet(self.dir / EPOCHS_FILE).to_dict("records"):
                 self.epochs[(row["trial_id"], int(row["epoch"]))] = row
+                self._by_trial.setdefault(row["trial_id"], {})[int(row["epoch"])] = row
 
     @property
     def trials_path(self) -> Path:
@@ -107,26 +113,28 @@ class ResultsSink:
         row = {"trial_id": trial_id, "epoch": int(epoch)}
         row.update({k: _clean(v) for k, v in metrics.items() if k not in row})
         self.epochs[(trial_id, int(epoch))] = row
+        self._by_trial.setdefault(trial_id, {})[int(epoch)] = row
         trial = self.trials.setdefault(trial_id, {"trial_id": trial_id, "started_at": time.time()})
-        trial["epochs"] = max(int(trial.get("epochs") or 0), int(epoch))
-        for k, v in row.items():
-            if k not in ("trial_id", "epoch") and isinstance(v, int | float) and not isinstance(v, bool):
-                trial[f"last/{k}"] = v
-        value = row.get(self.metric)
-        best = trial.get(f"best/{self.metric}")
-        if (
-            isinstance(value, int | float)
-            and math.isfinite(value)
-            and (best is None or not math.isfinite(best) or (value > best if self.mode == "max" else value < best))
-        ):
-            trial["best_epoch"] = int(epoch)
-            for k, v in row.items():
-                if k not in ("trial_id", "epoch") and isinstance(v, int | float) and not isinstance(v, bool):
-                    trial[f"best/{k}"] = v
+        self._refresh(trial)
         for key in ("wall_s", "device_s", "node"):
             if key in metrics:
                 trial[key] = _clean(metrics[key])
         self._dirty = True
+
+    def _refresh(self, trial: dict[str, Any]) -> None:
+        """best/<m> (at the best epoch by the sweep metric) and last/<m>, from the trial's current epoch rows."""
+        rows = self._by_trial[trial["trial_id"]]
+        for k in [k for k in trial if k.startswith(("best/", "last/"))]:
+            del trial[k]
+        last = rows[max(rows)]
+        scored = [r for r in rows.values() if _finite(r.get(self.metric))]
+        best = (max if self.mode == "max" else min)(scored, key=lambda r: r[self.metric]) if scored else None
+        trial["epochs"] = int(last["epoch"])
+        trial["best_epoch"] = int(best["epoch"]) if best else None
+        for prefix, r in (("last/", last), ("best/", best)):
+            for k, v in (r or {}).items():
+                if k not in ("trial_id", "epoch") and isinstance(v, int | float) and not isinstance(v, bool):
+                    trial[prefix + k] = v
 
     def end_trial(self, trial_id: str, *, status: str, error: str | None = None) -> None:
         if status not in STATUSES:

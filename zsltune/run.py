@@ -47,15 +47,28 @@ def add_run_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def _add_run_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("what to tune")
     g.add_argument("--space", default="", help="search space: a name in search_spaces/ (crnet, ...) or a YAML path")
-    g.add_argument("--dataset", default="demo",
-                   help="'demo' (synthetic, the default), a dataset under --data-root (AWA2, CUB, ...) or a directory")
+    g.add_argument(
+        "--dataset",
+        default="demo",
+        help="'demo' (synthetic, the default), a dataset under --data-root (AWA2, CUB, ...) or a directory",
+    )
     g.add_argument("--data-root", help="folder of xlsa17 datasets (default: $ZSLTUNE_DATA or ~/xlsa17)")
-    g.add_argument("--stage", default="val", choices=("val", "test"),
-                   help="val: tune on trainval only (default); test: train on trainval, evaluate on test")
+    g.add_argument(
+        "--stage",
+        default="val",
+        choices=("val", "test"),
+        help="val: tune on trainval only (default); test: train on trainval, evaluate on test",
+    )
     g.add_argument("--attributes", default="att", choices=("att", "original_att", "sent"))
     g.add_argument("--metric", help="metric to optimise (default: the space's); 'U,S' for a Pareto front")
-    g.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
-                   help="fix a hyperparameter for every trial (repeatable)")
+    g.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="fix a hyperparameter for every trial (repeatable)",
+    )
     g = p.add_argument_group("search")
     g.add_argument("--num-samples", type=int, default=8, help="number of trials (default 8)")
     g.add_argument("--sampler", default="tpe", help="tpe | cmaes | gp | random | qmc | nsga2 (default tpe)")
@@ -82,13 +95,30 @@ def _run(args: argparse.Namespace) -> int:
     from zsltune.sweep import SweepOptions, run_sweep
 
     opts = SweepOptions(
-        space=args.space, dataset=args.dataset, data_root=args.data_root, stage=args.stage,
-        attributes=args.attributes, num_samples=args.num_samples, sampler=args.sampler, scheduler=args.scheduler,
-        metric=args.metric, max_epochs=args.max_epochs, grace_period=args.grace_period,
-        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
-        time_budget=args.time_budget, name=args.name, storage=args.storage, resume=args.resume, seed=args.seed,
-        address=args.address, max_failures=args.max_failures, checkpoint_every=args.checkpoint_every,
-        quiet=args.quiet, overrides=_overrides(args.overrides),
+        space=args.space,
+        dataset=args.dataset,
+        data_root=args.data_root,
+        stage=args.stage,
+        attributes=args.attributes,
+        num_samples=args.num_samples,
+        sampler=args.sampler,
+        scheduler=args.scheduler,
+        metric=args.metric,
+        max_epochs=args.max_epochs,
+        grace_period=args.grace_period,
+        cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial,
+        max_concurrent=args.max_concurrent,
+        time_budget=args.time_budget,
+        name=args.name,
+        storage=args.storage,
+        resume=args.resume,
+        seed=args.seed,
+        address=args.address,
+        max_failures=args.max_failures,
+        checkpoint_every=args.checkpoint_every,
+        quiet=args.quiet,
+        overrides=_overrides(args.overrides),
     )
     result = run_sweep(opts)
     return 1 if result.counts.get("failed") and not any(result.counts[k] for k in ("completed", "stopped")) else 0

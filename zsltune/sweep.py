@@ -116,8 +116,9 @@ def run_trial(config: dict[str, Any], data: StageData, spec: TrialSpec) -> None:
     torch.set_num_threads(max(1, int(spec.cpus_per_trial)))
     warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
     device = _trial_device(spec)
-    trainer: Trainer = get_method(spec.method)({**spec.overrides, **config}, data, device=device, seed=spec.seed,
-                                               max_epochs=spec.max_epochs)
+    trainer: Trainer = get_method(spec.method)(
+        {**spec.overrides, **config}, data, device=device, seed=spec.seed, max_epochs=spec.max_epochs
+    )
     device_s, restores = 0.0, 0
     ckpt = tune.get_checkpoint()
     if ckpt is not None:  # a retried, resumed or PBT-exploited trial continues from its checkpoint
@@ -133,12 +134,24 @@ def run_trial(config: dict[str, Any], data: StageData, spec: TrialSpec) -> None:
         metrics = trainer.evaluate()
         t2 = time.perf_counter()
         device_s += t2 - t0
-        result = {**metrics, **{f"loss/{k}": v for k, v in losses.items()}, "epoch": trainer.epoch,
-                  "train_s": t1 - t0, "eval_s": t2 - t1, "device_s": device_s, "node": node,
-                  "device": device.type, "pid": os.getpid(), "restores": restores}
+        result = {
+            **metrics,
+            **{f"loss/{k}": v for k, v in losses.items()},
+            "epoch": trainer.epoch,
+            "train_s": t1 - t0,
+            "eval_s": t2 - t1,
+            "device_s": device_s,
+            "node": node,
+            "device": device.type,
+            "pid": os.getpid(),
+            "restores": restores,
+        }
         if trainer.epoch % spec.checkpoint_every == 0 or trainer.epoch == spec.max_epochs:
             with tempfile.TemporaryDirectory() as d:
-                torch.save({"trainer": trainer.state_dict(), "device_s": device_s, "restores": restores}, Path(d) / CHECKPOINT_FILE)
+                torch.save(
+                    {"trainer": trainer.state_dict(), "device_s": device_s, "restores": restores},
+                    Path(d) / CHECKPOINT_FILE,
+                )
                 tune.report(result, checkpoint=tune.Checkpoint.from_directory(d))
         else:
             tune.report(result)
@@ -187,32 +200,45 @@ class PruneAwareOptunaSearch(OptunaSearch):
 
 
 # ---- schedulers ---------------------------------------------------------------------------------------------
-def make_scheduler(name: str, space: SearchSpace, *, metric: str, mode: str, max_epochs: int, grace: int,
-                   seed: int) -> TrialScheduler:
+def make_scheduler(
+    name: str, space: SearchSpace, *, metric: str, mode: str, max_epochs: int, grace: int, seed: int
+) -> TrialScheduler:
     if name not in SCHEDULERS:
         raise UnknownNameError(f"--scheduler {name}: unknown scheduler; valid schedulers: {', '.join(SCHEDULERS)}")
     common = {"metric": metric, "mode": mode}
     if name == "asha":
-        return ASHAScheduler(time_attr="training_iteration", max_t=max_epochs, grace_period=min(grace, max_epochs),
-                             reduction_factor=3, **common)
+        return ASHAScheduler(
+            time_attr="training_iteration",
+            max_t=max_epochs,
+            grace_period=min(grace, max_epochs),
+            reduction_factor=3,
+            **common,
+        )
     if name == "hyperband":
         return HyperBandScheduler(time_attr="training_iteration", max_t=max_epochs, reduction_factor=3, **common)
     if name == "median":
-        return MedianStoppingRule(time_attr="training_iteration", grace_period=grace, min_samples_required=3,
-                                  **common)
+        return MedianStoppingRule(time_attr="training_iteration", grace_period=grace, min_samples_required=3, **common)
     if name == "pbt":
         mutations = _pbt_mutations(space)
         if not mutations:
             raise ConfigError(f"--scheduler pbt needs float parameters to perturb; {space.path} has none")
-        return PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=max(1, grace),
-                                       hyperparam_mutations=mutations, quantile_fraction=0.25, **common)
+        return PopulationBasedTraining(
+            time_attr="training_iteration",
+            perturbation_interval=max(1, grace),
+            hyperparam_mutations=mutations,
+            quantile_fraction=0.25,
+            **common,
+        )
     return FIFOScheduler()
 
 
 def _pbt_mutations(space: SearchSpace) -> dict[str, Any]:
     """PBT perturbs only unconditional floats: ints and categoricals (K, widths) change the model's shape."""
-    return {p.name: (tune.loguniform if p.log else tune.uniform)(p.low, p.high)
-            for p in space.params if p.type == "float" and not p.condition}
+    return {
+        p.name: (tune.loguniform if p.log else tune.uniform)(p.low, p.high)
+        for p in space.params
+        if p.type == "float" and not p.condition
+    }
 
 
 def _tune_domain(p: Any) -> Any:
@@ -227,8 +253,9 @@ def _tune_domain(p: Any) -> Any:
 class ParquetCallback(tune.Callback):
     """Writes trials.parquet / epochs.parquet as results arrive; survives ``--resume`` without loss or doubles."""
 
-    def __init__(self, sweep_dir: Path, *, metric: str, mode: str, max_epochs: int, meta: dict[str, Any],
-                 quiet: bool = False) -> None:
+    def __init__(
+        self, sweep_dir: Path, *, metric: str, mode: str, max_epochs: int, meta: dict[str, Any], quiet: bool = False
+    ) -> None:
         self.sweep_dir, self.metric, self.mode = Path(sweep_dir), metric, mode
         self.max_epochs, self.meta, self.quiet = max_epochs, meta, quiet
         self._sink: ResultsSink | None = None
@@ -283,16 +310,37 @@ class ParquetCallback(tune.Callback):
         rows = self.sink.trials.values()
         counts = {s: sum(r.get("status") == s for r in rows) for s in ("running", "completed", "stopped", "failed")}
         best = _best_row(list(rows), self.metric, self.mode)
-        best_txt = f"best {self.metric} {best[f'best/{self.metric}']:.4f} ({best['trial_id']})" if best else "no result yet"
+        best_txt = (
+            f"best {self.metric} {best[f'best/{self.metric}']:.4f} ({best['trial_id']})" if best else "no result yet"
+        )
         el = int(now - self._t0)
-        print(f"[{el // 60:02d}:{el % 60:02d}] trials {len(trials)}: {counts['running']} running, "
-              f"{counts['completed']} completed, {counts['stopped']} stopped early, {counts['failed']} failed | "
-              f"{best_txt}", file=sys.stderr, flush=True)
+        print(
+            f"[{el // 60:02d}:{el % 60:02d}] trials {len(trials)}: {counts['running']} running, "
+            f"{counts['completed']} completed, {counts['stopped']} stopped early, {counts['failed']} failed | "
+            f"{best_txt}",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
-_RAY_NOISE = {"config", "trial_id", "experiment_id", "date", "hostname", "node_ip", "done",
-              "training_iteration", "time_since_restore", "iterations_since_restore", "checkpoint_dir_name",
-              "should_checkpoint", "experiment_tag", "time_total_s", "time_this_iter_s", "timestamp"}
+_RAY_NOISE = {
+    "config",
+    "trial_id",
+    "experiment_id",
+    "date",
+    "hostname",
+    "node_ip",
+    "done",
+    "training_iteration",
+    "time_since_restore",
+    "iterations_since_restore",
+    "checkpoint_dir_name",
+    "should_checkpoint",
+    "experiment_tag",
+    "time_total_s",
+    "time_this_iter_s",
+    "timestamp",
+}
 
 
 def _error_line(trial: Any) -> str:
@@ -326,18 +374,24 @@ def _trial_dirname(trial: Any) -> str:
 def _check_options(o: SweepOptions, space: SearchSpace, trainer_cls: type[Trainer]) -> None:
     unknown = [p.name for p in space.params if p.name not in trainer_cls.defaults]
     if unknown:
-        raise SpaceError(f"{space.path}: parameter '{unknown[0]}' is not a hyperparameter of {space.method}; "
-                         f"valid: {', '.join(sorted(trainer_cls.defaults))}")
+        raise SpaceError(
+            f"{space.path}: parameter '{unknown[0]}' is not a hyperparameter of {space.method}; "
+            f"valid: {', '.join(sorted(trainer_cls.defaults))}"
+        )
     bad_over = sorted(set(o.overrides) - set(trainer_cls.defaults))
     if bad_over:
-        raise ConfigError(f"--set {bad_over[0]}: not a hyperparameter of {space.method}; valid: "
-                          f"{', '.join(sorted(trainer_cls.defaults))}")
+        raise ConfigError(
+            f"--set {bad_over[0]}: not a hyperparameter of {space.method}; valid: "
+            f"{', '.join(sorted(trainer_cls.defaults))}"
+        )
     checks = [
         (o.num_samples >= 1, f"--num-samples must be >= 1, got {o.num_samples}"),
         (o.cpus_per_trial > 0, f"--cpus-per-trial must be > 0, got {o.cpus_per_trial}"),
         (o.gpus_per_trial >= 0, f"--gpus-per-trial must be >= 0, got {o.gpus_per_trial}"),
-        (o.gpus_per_trial <= 1 or float(o.gpus_per_trial).is_integer(),
-         f"--gpus-per-trial above 1 must be a whole number, got {o.gpus_per_trial}"),
+        (
+            o.gpus_per_trial <= 1 or float(o.gpus_per_trial).is_integer(),
+            f"--gpus-per-trial above 1 must be a whole number, got {o.gpus_per_trial}",
+        ),
         (o.max_concurrent is None or o.max_concurrent >= 1, f"--max-concurrent must be >= 1, got {o.max_concurrent}"),
         (o.time_budget is None or o.time_budget > 0, f"--time-budget must be > 0 seconds, got {o.time_budget}"),
         (o.max_epochs is None or o.max_epochs >= 1, f"--max-epochs must be >= 1, got {o.max_epochs}"),
@@ -398,12 +452,20 @@ def prepare(o: SweepOptions) -> tuple[SweepOptions, SearchSpace, Path, list[str]
     if not o.resume:
         sweep_dir = _new_sweep_dir(o, space, storage)
         if (sweep_dir / "tuner.pkl").exists() or (sweep_dir / OPTIONS_FILE).exists():
-            raise ConfigError(f"--name {sweep_dir.name}: a sweep already exists at {sweep_dir}; pass --resume to "
-                              f"continue it or choose a new --name")
+            raise ConfigError(
+                f"--name {sweep_dir.name}: a sweep already exists at {sweep_dir}; pass --resume to "
+                f"continue it or choose a new --name"
+            )
     dataset = str(Path(o.dataset).resolve()) if Path(o.dataset).expanduser().is_dir() else o.dataset
     data_root = str(Path(o.data_root).expanduser().resolve()) if o.data_root else None
-    o = replace(o, space=str(space.path or o.space), dataset=dataset, data_root=data_root, max_epochs=o.max_epochs or space.max_epochs,
-                grace_period=o.grace_period or space.grace_period)
+    o = replace(
+        o,
+        space=str(space.path or o.space),
+        dataset=dataset,
+        data_root=data_root,
+        max_epochs=o.max_epochs or space.max_epochs,
+        grace_period=o.grace_period or space.grace_period,
+    )
     return o, space, sweep_dir, metrics
 
 
@@ -420,14 +482,26 @@ def run_sweep(o: SweepOptions) -> SweepResult:
     multi = len(metrics) > 1
     data = load_stage(o.dataset, o.stage, data_root=o.data_root, attributes=o.attributes, seed=o.seed)  # type: ignore[arg-type]
     assert o.max_epochs is not None and o.grace_period is not None
-    spec = TrialSpec(method=space.method, max_epochs=o.max_epochs, seed=o.seed, cpus_per_trial=o.cpus_per_trial,
-                     gpus_per_trial=o.gpus_per_trial, checkpoint_every=o.checkpoint_every, overrides=o.overrides)
+    spec = TrialSpec(
+        method=space.method,
+        max_epochs=o.max_epochs,
+        seed=o.seed,
+        cpus_per_trial=o.cpus_per_trial,
+        gpus_per_trial=o.gpus_per_trial,
+        checkpoint_every=o.checkpoint_every,
+        overrides=o.overrides,
+    )
     started_ray = not ray.is_initialized()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our own progress lines instead of Ray's tables
     if started_ray:
-        ray.init(address=o.address, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
-                 configure_logging=True)
+        ray.init(
+            address=o.address,
+            include_dashboard=False,
+            logging_level="ERROR",
+            log_to_driver=False,
+            configure_logging=True,
+        )
     try:
         return _fit(o, space, sweep_dir, metrics, multi, data, spec)
     finally:
@@ -435,11 +509,20 @@ def run_sweep(o: SweepOptions) -> SweepResult:
             ray.shutdown()
 
 
-def _fit(o: SweepOptions, space: SearchSpace, sweep_dir: Path, metrics: list[str], multi: bool,
-         data: StageData, spec: TrialSpec) -> SweepResult:
+def _fit(
+    o: SweepOptions,
+    space: SearchSpace,
+    sweep_dir: Path,
+    metrics: list[str],
+    multi: bool,
+    data: StageData,
+    spec: TrialSpec,
+) -> SweepResult:
     if o.gpus_per_trial > 0 and ray.cluster_resources().get("GPU", 0) < o.gpus_per_trial:
-        raise ConfigError(f"--gpus-per-trial {o.gpus_per_trial}: the Ray cluster has "
-                          f"{ray.cluster_resources().get('GPU', 0):g} GPUs; use --gpus-per-trial 0 or --address")
+        raise ConfigError(
+            f"--gpus-per-trial {o.gpus_per_trial}: the Ray cluster has "
+            f"{ray.cluster_resources().get('GPU', 0):g} GPUs; use --gpus-per-trial 0 or --address"
+        )
     cpus = ray.cluster_resources().get("CPU", 1)
     slots = cpus / o.cpus_per_trial
     if o.gpus_per_trial > 0:
@@ -449,12 +532,20 @@ def _fit(o: SweepOptions, space: SearchSpace, sweep_dir: Path, metrics: list[str
     mode = space.mode
     modes: Any = [mode] * len(metrics) if multi else mode
 
-    trainable = tune.with_resources(tune.with_parameters(run_trial, data=data, spec=spec),
-                                    {"cpu": o.cpus_per_trial, "gpu": o.gpus_per_trial})
-    meta = {"sweep": sweep_dir.name, "method": space.method, "dataset": data.dataset, "stage": data.stage,
-            "seed": o.seed, "synthetic": data.synthetic}
-    parquet_cb = ParquetCallback(sweep_dir, metric=sched_metric, mode=mode, max_epochs=o.max_epochs or 1,
-                                 meta=meta, quiet=o.quiet)
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, data=data, spec=spec), {"cpu": o.cpus_per_trial, "gpu": o.gpus_per_trial}
+    )
+    meta = {
+        "sweep": sweep_dir.name,
+        "method": space.method,
+        "dataset": data.dataset,
+        "stage": data.stage,
+        "seed": o.seed,
+        "synthetic": data.synthetic,
+    }
+    parquet_cb = ParquetCallback(
+        sweep_dir, metric=sched_metric, mode=mode, max_epochs=o.max_epochs or 1, meta=meta, quiet=o.quiet
+    )
     if not o.resume:
         _save_options(o, sweep_dir)
     if o.resume:
@@ -463,14 +554,22 @@ def _fit(o: SweepOptions, space: SearchSpace, sweep_dir: Path, metrics: list[str
         tuner = tune.Tuner.restore(str(sweep_dir), trainable, resume_unfinished=True, resume_errored=False)
     else:
         defaults = {**space.defaults(data.dataset)}
-        scheduler = make_scheduler(o.scheduler, space, metric=sched_metric, mode=mode,
-                                   max_epochs=o.max_epochs or 1, grace=o.grace_period or 1, seed=o.seed)
+        scheduler = make_scheduler(
+            o.scheduler,
+            space,
+            metric=sched_metric,
+            mode=mode,
+            max_epochs=o.max_epochs or 1,
+            grace=o.grace_period or 1,
+            seed=o.seed,
+        )
         search_alg: Searcher | None
         param_space: dict[str, Any] = {}
         if o.scheduler == "pbt":  # PBT mutates running trials' configs: no model-based searcher
             param_space = {p.name: _tune_domain(p) for p in space.params if not p.condition}
-            search_alg = BasicVariantGenerator(points_to_evaluate=[{k: v for k, v in defaults.items()
-                                                                     if k in param_space}], random_state=o.seed)
+            search_alg = BasicVariantGenerator(
+                points_to_evaluate=[{k: v for k, v in defaults.items() if k in param_space}], random_state=o.seed
+            )
         else:
             from optuna.storages import JournalStorage
             from optuna.storages.journal import JournalFileBackend
@@ -478,32 +577,53 @@ def _fit(o: SweepOptions, space: SearchSpace, sweep_dir: Path, metrics: list[str
             sweep_dir.mkdir(parents=True, exist_ok=True)
             storage = JournalStorage(JournalFileBackend(str(sweep_dir / "optuna.journal")))
             search_alg = PruneAwareOptunaSearch(
-                space=space, metric=metrics if multi else metrics[0], mode=modes, points_to_evaluate=[defaults],
-                sampler=make_sampler(o.sampler, seed=o.seed, multi=multi), study_name=sweep_dir.name,
-                storage=storage, max_epochs=o.max_epochs or 1)
+                space=space,
+                metric=metrics if multi else metrics[0],
+                mode=modes,
+                points_to_evaluate=[defaults],
+                sampler=make_sampler(o.sampler, seed=o.seed, multi=multi),
+                study_name=sweep_dir.name,
+                storage=storage,
+                max_epochs=o.max_epochs or 1,
+            )
         tuner = tune.Tuner(
-            trainable, param_space=param_space,
-            tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=scheduler,
-                                        num_samples=o.num_samples, max_concurrent_trials=max_concurrent,
-                                        time_budget_s=o.time_budget, reuse_actors=True,
-                                        trial_dirname_creator=_trial_dirname),
+            trainable,
+            param_space=param_space,
+            tune_config=tune.TuneConfig(
+                search_alg=search_alg,
+                scheduler=scheduler,
+                num_samples=o.num_samples,
+                max_concurrent_trials=max_concurrent,
+                time_budget_s=o.time_budget,
+                reuse_actors=True,
+                trial_dirname_creator=_trial_dirname,
+            ),
             run_config=tune.RunConfig(
-                name=sweep_dir.name, storage_path=str(sweep_dir.parent),
+                name=sweep_dir.name,
+                storage_path=str(sweep_dir.parent),
                 failure_config=tune.FailureConfig(max_failures=o.max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-                callbacks=[parquet_cb], verbose=0),
+                # PBT clones a leader's checkpoint some time after choosing it: keep them all there
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=None if o.scheduler == "pbt" else 2),
+                callbacks=[parquet_cb],
+                verbose=0,
+            ),
         )
     if not o.quiet:
-        print(f"zsltune: sweep {space.method} on {data.dataset} ({data.stage} stage{', synthetic features' if data.synthetic else ''}): "
-              f"{o.num_samples} trials, {o.sampler} + {o.scheduler}, up to {max_concurrent} at once -> {sweep_dir}",
-              file=sys.stderr, flush=True)
+        print(
+            f"zsltune: sweep {space.method} on {data.dataset} "
+            f"({data.stage} stage{', synthetic features' if data.synthetic else ''}): "
+            f"{o.num_samples} trials, {o.sampler} + {o.scheduler}, up to {max_concurrent} at once -> {sweep_dir}",
+            file=sys.stderr,
+            flush=True,
+        )
     tuner.fit()
     sink = ResultsSink(sweep_dir, metric=sched_metric, mode=mode)
     rows = list(sink.trials.values())
     counts = {s: sum(r.get("status") == s for r in rows) for s in ("completed", "stopped", "failed", "running")}
     best = _best_row(rows, sched_metric, mode)
-    result = SweepResult(sweep_dir=sweep_dir, trials_path=sink.trials_path, epochs_path=sink.epochs_path,
-                         best=best, counts=counts)
+    result = SweepResult(
+        sweep_dir=sweep_dir, trials_path=sink.trials_path, epochs_path=sink.epochs_path, best=best, counts=counts
+    )
     if not o.quiet:
         _print_summary(result, sched_metric)
     return result
@@ -511,12 +631,16 @@ def _fit(o: SweepOptions, space: SearchSpace, sweep_dir: Path, metrics: list[str
 
 def _print_summary(r: SweepResult, metric: str) -> None:
     c = r.counts
-    print(f"\nzsltune: {sum(c.values())} trials: {c['completed']} completed, {c['stopped']} stopped early, "
-          f"{c['failed']} failed")
+    print(
+        f"\nzsltune: {sum(c.values())} trials: {c['completed']} completed, {c['stopped']} stopped early, "
+        f"{c['failed']} failed"
+    )
     if r.best:
         cfg = {k.split("/", 1)[1]: v for k, v in r.best.items() if k.startswith("config/") and v == v}
-        print(f"best {metric} = {r.best[f'best/{metric}']:.4f} at epoch {r.best.get('best_epoch')} "
-              f"(trial {r.best['trial_id']}): {cfg}")
-    print(f"trials:      {r.trials_path}\nepochs:      {r.epochs_path}\n"
-          f"tensorboard: tensorboard --logdir {r.sweep_dir}")
-
+        print(
+            f"best {metric} = {r.best[f'best/{metric}']:.4f} at epoch {r.best.get('best_epoch')} "
+            f"(trial {r.best['trial_id']}): {cfg}"
+        )
+    print(
+        f"trials:      {r.trials_path}\nepochs:      {r.epochs_path}\ntensorboard: tensorboard --logdir {r.sweep_dir}"
+    )

@@ -5,7 +5,7 @@ Seconds per trial even on CPU: the reference line every ZSL method must beat, an
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -15,8 +15,13 @@ from zsltune.methods.base import Trainer, register_method
 
 @register_method("linear")
 class LinearCompat(Trainer):
-    defaults: dict[str, Any] = {"lr": 1e-3, "weight_decay": 1e-4, "batch_size": 64, "temperature": 0.1,
-                                "att_norm": "l2"}
+    defaults: ClassVar[dict[str, Any]] = {
+        "lr": 1e-3,
+        "weight_decay": 1e-4,
+        "batch_size": 64,
+        "temperature": 0.1,
+        "att_norm": "l2",
+    }
 
     def __init__(self, config: dict[str, Any], data: Any, **kw: Any) -> None:
         super().__init__(config, data, **kw)
