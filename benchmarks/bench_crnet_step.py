@@ -33,8 +33,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--K", type=int, default=3, help="field centres / experts")
     p.add_argument("--steps", type=int, default=50, help="timed steps per path (median reported)")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps per path first")
-    p.add_argument("--pairs", choices=("batch", "all"), default="batch",
-                   help="batch: anchors of the batch's distinct classes (RN code); all: every seen class (B·C pairs)")
+    p.add_argument(
+        "--pairs",
+        choices=("batch", "all"),
+        default="batch",
+        help="batch: anchors of the batch's distinct classes (RN code); all: every seen class (B·C pairs)",
+    )
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
@@ -51,7 +55,8 @@ def main(argv: list[str] | None = None) -> None:
     centres = att[torch.randperm(a.classes)[:k]]  # (K, P): stands in for k-means, irrelevant to timing
     fact = CRnetNet(centres, a.dim, a.hidden).to(dev)
     naive = copy.deepcopy(fact)  # same initial weights
-    opts = {False: torch.optim.Adam(fact.parameters(), lr=1e-5), True: torch.optim.Adam(naive.parameters(), lr=1e-5)}
+    # the trainer's optimizer: Adam with the paper's α, β (AwA) as weight_decay on the weights
+    opts = {False: fact.make_optimizer(1e-5, 1e-5, 1e-4), True: naive.make_optimizer(1e-5, 1e-5, 1e-4)}
     models = {False: fact, True: naive}
     n = a.warmup + a.steps
     xs = torch.relu(torch.randn(n, a.batch, a.dim, device=dev))  # (steps, B, D) ResNet-like non-negative features
@@ -61,8 +66,7 @@ def main(argv: list[str] | None = None) -> None:
         if dev.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        loss, _ = crnet_loss(models[is_naive], att, xs[i], ys[i], n_seen=a.classes, pairs=a.pairs,
-                             alpha=1e-5, beta=1e-4, naive=is_naive)
+        loss = crnet_loss(models[is_naive], att, xs[i], ys[i], n_seen=a.classes, pairs=a.pairs, naive=is_naive)
         opts[is_naive].zero_grad(set_to_none=True)
         loss.backward()
         opts[is_naive].step()
@@ -79,11 +83,15 @@ def main(argv: list[str] | None = None) -> None:
     med = {key: statistics.median(v) for key, v in times.items()}
     c_b = statistics.mean(len(torch.unique(y)) for y in ys) if a.pairs == "batch" else float(a.classes)
     steps_per_epoch = math.ceil(a.images / a.batch)
-    print(f"device={dev} threads={torch.get_num_threads()} pairs={a.pairs} B={a.batch} C_b~{c_b:.1f} "
-          f"D={a.dim} P={a.attributes} H={a.hidden} K={k} steps={a.steps} (median after {a.warmup} warm-up)")
+    print(
+        f"device={dev} threads={torch.get_num_threads()} pairs={a.pairs} B={a.batch} C_b~{c_b:.1f} "
+        f"D={a.dim} P={a.attributes} H={a.hidden} K={k} steps={a.steps} (median after {a.warmup} warm-up)"
+    )
     for key, label in ((False, "factorised"), (True, "naive concat")):
-        print(f"  {label:13s} {med[key] * 1e3:9.2f} ms/step   {med[key] * steps_per_epoch:8.1f} s/epoch "
-              f"({steps_per_epoch} steps for {a.images} images)")
+        print(
+            f"  {label:13s} {med[key] * 1e3:9.2f} ms/step   {med[key] * steps_per_epoch:8.1f} s/epoch "
+            f"({steps_per_epoch} steps for {a.images} images)"
+        )
     print(f"  speed-up naive/factorised: {med[True] / med[False]:.2f}x")
 
 

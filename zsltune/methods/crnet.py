@@ -7,7 +7,18 @@ g(v, v̂) = sigmoid(w2 · relu(FC1[v̂; v]) + b2), trained by MSE against 1[same
 
 FC1 on the concatenation factorises exactly: W [v̂; v] + b1 = W_a v̂ + W_x v + b1. So a batch of B images against C_b
 anchors needs B + C_b rows of matmul, not B·C_b rows of a 2D-wide one; ``naive=True`` keeps the concatenated form
-(same weights, same nn.Linear) for the tests and benchmarks/bench_crnet_step.py that prove the two agree.
+(the (B·C_b, 2D) pairs through one Linear(2D, H) holding the same weights) for the tests and
+benchmarks/bench_crnet_step.py, which prove the two agree.
+
+Choices the paper leaves open (spec section A, "open decisions"): anchors for the batch's distinct classes only
+(``pairs``, as in the Relation Network code), MSE averaged (``reduction``), default nn.Linear init, k-means n_init=10
+seeded by the trial seed. The L2 terms cover weights only: Eq. 10 calls w_f, w_g the "trainable parameters" of f and
+g, which could include biases (the RN code's Adam weight_decay does); we follow the spec's "weights".
+
+Training dynamics: at init every anchor is nearly the same vector (L2-normalised attributes give offsets s − s_k of
+norm ~0.3), so the relation first settles on a constant output ≈ 1/C_b (MSE ≈ p(1 − p)) and only later learns to
+discriminate. How long that plateau lasts depends strongly on lr, hidden and the data; Adam at lr >= 1e-3 can also
+kill the relation's ReLUs for good (scores then tie everywhere). The paper trains "until the loss converges".
 """
 
 from __future__ import annotations
@@ -28,8 +39,15 @@ from zsltune.methods.base import Trainer, register_method
 
 #: upper bound on the elements of the (n_chunk, C, H) relation intermediate in :meth:`CRnet.scores`
 SCORE_CHUNK_ELEMENTS = 32 * 2**20
-CHOICES: dict[str, tuple[str, ...]] = {"att_norm": ("raw", "l2"), "pairs": ("batch", "all"),
-                                       "reduction": ("mean", "sum")}
+CHOICES: dict[str, tuple[str, ...]] = {
+    "att_norm": ("raw", "l2"),
+    "pairs": ("batch", "all"),
+    "reduction": ("mean", "sum"),
+}
+
+
+def _finite(v: Any) -> bool:
+    return not isinstance(v, bool) and isinstance(v, (int, float, np.number)) and math.isfinite(v)
 
 
 def field_centres(att_seen: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -41,20 +59,33 @@ def field_centres(att_seen: np.ndarray, k: int, seed: int) -> np.ndarray:
 
 
 class CRnetNet(nn.Module):
-    """Cooperation module (K experts, batched) + relation module (FC1-ReLU-FC2-Sigmoid)."""
+    """Cooperation module (K experts, batched) + relation module (FC1-ReLU-FC2-Sigmoid).
+
+    FC1 (2D -> H) on [v̂; v] is stored as its two halves w_a, w_x (H, D) and bias b1 (H,): the factorised path then
+    back-propagates into each half directly instead of through slices of one (H, 2D) matrix, and the naive path
+    concatenates them back into the single nn.Linear(2D, H) weight of the Relation Network code.
+    """
 
     def __init__(self, centres: torch.Tensor, feature_dim: int, hidden: int) -> None:
         super().__init__()
         k, p = centres.shape
-        d = feature_dim
+        d, h = feature_dim, hidden
         self.register_buffer("centres", centres.detach().clone().float())  # (K, P): in state_dict
         self.expert_w = nn.Parameter(torch.empty(k, p, d))  # (K, P, D): W_k (transposed), all experts at once
         self.expert_b = nn.Parameter(torch.empty(k, d))  # (K, D)
-        bound = 1.0 / math.sqrt(p)  # nn.Linear(P, D)'s default init, per expert
-        nn.init.uniform_(self.expert_w, -bound, bound)
-        nn.init.uniform_(self.expert_b, -bound, bound)
-        self.fc1 = nn.Linear(2 * d, hidden)  # on [v̂; v]: weight (H, 2D) = [W_a | W_x]
-        self.fc2 = nn.Linear(hidden, 1)
+        self.w_a = nn.Parameter(torch.empty(h, d))  # (H, D): FC1 weight on the anchor v̂
+        self.w_x = nn.Parameter(torch.empty(h, d))  # (H, D): FC1 weight on the image feature v
+        self.b1 = nn.Parameter(torch.empty(h))  # (H,)
+        self.w2 = nn.Parameter(torch.empty(h))  # (H,): FC2 (H -> 1)
+        self.b2 = nn.Parameter(torch.empty(1))  # (1,)
+        # PyTorch's default nn.Linear init (as in the RN code): U(±1/sqrt(fan_in)), fan_in P, 2D and H
+        for params, fan_in in (
+            ((self.expert_w, self.expert_b), p),
+            ((self.w_a, self.w_x, self.b1), 2 * d),
+            ((self.w2, self.b2), h),
+        ):
+            for t in params:
+                nn.init.uniform_(t, -1.0 / math.sqrt(fan_in), 1.0 / math.sqrt(fan_in))
 
     def anchors(self, att: torch.Tensor) -> torch.Tensor:
         """v̂(s) = Σ_k relu(W_k (s − s_k) + b_k) for attribute rows att (C, P) -> (C, D)."""
@@ -63,16 +94,14 @@ class CRnetNet(nn.Module):
         return h.relu().sum(1)  # (C, D)
 
     def project_anchors(self, anchors: torch.Tensor) -> torch.Tensor:
-        """The anchor half of FC1: A = v̂ W_a^T (C, H), computed once per set of anchors."""
-        d = anchors.shape[1]
-        return anchors @ self.fc1.weight[:, :d].T  # (C, H)
+        """The anchor half of FC1, A = v̂ W_a^T (C, H): once per set of anchors."""
+        return anchors @ self.w_a.T  # (C, H)
 
     def relate(self, v: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """Factorised relation of images v (B, D) with projected anchors a (C, H) -> (B, C) in [0, 1]."""
-        d = v.shape[1]
-        x = torch.addmm(self.fc1.bias, v, self.fc1.weight[:, d:].T)  # (B, H): W_x v + b1
-        h = (x[:, None, :] + a[None]).relu_()  # (B, C, H): relu(FC1[v̂; v]) for every pair
-        return torch.sigmoid(h @ self.fc2.weight[0] + self.fc2.bias)  # (B, C)
+        x = torch.addmm(self.b1, v, self.w_x.T)  # (B, H): W_x v + b1
+        h = (x[:, None, :] + a[None]).relu_()  # (B, C, H) = relu(FC1[v̂; v]) for every pair
+        return torch.sigmoid(h @ self.w2 + self.b2)  # (B, C)
 
     def relation(self, v: torch.Tensor, anchors: torch.Tensor, *, naive: bool = False) -> torch.Tensor:
         """g(v, v̂) for every image (B, D) and anchor (C, D) -> (B, C); ``naive`` builds the (B·C, 2D) pairs."""
@@ -80,21 +109,46 @@ class CRnetNet(nn.Module):
             return self.relate(v, self.project_anchors(anchors))
         (b, d), c = v.shape, anchors.shape[0]
         pairs = torch.cat([anchors[None].expand(b, c, d), v[:, None].expand(b, c, d)], dim=2)  # (B, C, 2D)
-        h = F.relu(self.fc1(pairs.reshape(b * c, 2 * d)))  # (B·C, H)
-        return torch.sigmoid(self.fc2(h)).view(b, c)  # (B, C)
+        fc1 = torch.cat([self.w_a, self.w_x], dim=1)  # (H, 2D): the nn.Linear(2D, H) weight of the RN code
+        h = F.relu(F.linear(pairs.reshape(b * c, 2 * d), fc1, self.b1))  # (B·C, H)
+        return torch.sigmoid(h @ self.w2 + self.b2).view(b, c)  # (B, C)
 
-    def regularisers(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """‖w_f‖², ‖w_g‖² over weights only (biases are not decayed)."""
-        return self.expert_w.square().sum(), self.fc1.weight.square().sum() + self.fc2.weight.square().sum()
+    def regulariser(self, alpha: float, beta: float) -> torch.Tensor:
+        """α‖w_f‖² + β‖w_g‖², weights only (no biases): the value; Adam's weight_decay applies its gradient."""
+        ef, wa, wx = self.expert_w.reshape(-1), self.w_a.reshape(-1), self.w_x.reshape(-1)
+        return alpha * ef.dot(ef) + beta * (wa.dot(wa) + wx.dot(wx) + self.w2.dot(self.w2))
+
+    def make_optimizer(self, lr: float, alpha: float, beta: float) -> torch.optim.Adam:
+        """Adam whose L2 weight_decay 2α / 2β on the weights is exactly the gradient of α‖w_f‖² + β‖w_g‖².
+
+        Adam's weight_decay adds wd·w to the gradient before the moments (coupled L2, not AdamW), so this is the
+        same optimisation as back-propagating the regulariser, without a pass over ~D·(2H + K·P) weights for
+        pow/sum forward and backward each step. ``fused`` Adam: one kernel over all tensors (CPU and CUDA).
+        """
+        groups = [
+            {"params": [self.expert_w], "weight_decay": 2.0 * alpha},
+            {"params": [self.w_a, self.w_x, self.w2], "weight_decay": 2.0 * beta},
+            {"params": [self.expert_b, self.b1, self.b2], "weight_decay": 0.0},
+        ]
+        return torch.optim.Adam(groups, lr=lr, fused=True)
 
 
-def crnet_loss(model: CRnetNet, att: torch.Tensor, v: torch.Tensor, y: torch.Tensor, *, n_seen: int,
-               pairs: str = "batch", reduction: str = "mean", alpha: float = 0.0, beta: float = 0.0,
-               naive: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """(total, mse) of one batch: images v (B, D) with seen labels y (B,), class attributes att (C, P).
+def crnet_loss(
+    model: CRnetNet,
+    att: torch.Tensor,
+    v: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    n_seen: int,
+    pairs: str = "batch",
+    reduction: str = "mean",
+    naive: bool = False,
+) -> torch.Tensor:
+    """loss1 (MSE against 1[same class]) of images v (B, D) with seen labels y (B,); class attributes att (C, P).
 
     ``pairs="batch"`` builds anchors only for the distinct classes in the batch (the Relation Network code CRnet
-    follows; ~1:30 matched:mismatched on AwA), ``"all"`` for every seen class.
+    follows: ~1:21 matched:mismatched on AwA's 40 classes, the paper says "about 1:30"), ``"all"`` for every
+    seen class. The regulariser is not here: see :meth:`CRnetNet.make_optimizer`.
     """
     if pairs == "batch":
         cls, target = torch.unique(y, return_inverse=True)  # (C_b,), (B,) index of each label in cls
@@ -102,12 +156,10 @@ def crnet_loss(model: CRnetNet, att: torch.Tensor, v: torch.Tensor, y: torch.Ten
         cls, target = torch.arange(n_seen, device=y.device), y
     anchors = model.anchors(att[cls])  # (C_b, D)
     g = model.relation(v, anchors, naive=naive)  # (B, C_b)
-    onehot = F.one_hot(target, cls.shape[0]).to(g.dtype)  # (B, C_b)
-    # Eq. 9 writes loss1 as a sum over the batch's pairs; the RN code it follows uses nn.MSELoss (a mean), and the
-    # paper's α, β were set with that code, hence the default "mean" (spec: make it a flag).
-    mse = F.mse_loss(g.float(), onehot.float(), reduction=reduction)
-    reg_f, reg_g = model.regularisers()
-    return mse + alpha * reg_f + beta * reg_g, mse
+    onehot = F.one_hot(target, cls.shape[0]).float()  # (B, C_b)
+    # Eq. 9 (and the spec) write loss1 as a sum over the batch's pairs; the RN code uses nn.MSELoss, a mean. The
+    # default here is "mean" as the brief asks; "sum" is Eq. 9 literally (it re-weights α, β by B·C_b).
+    return F.mse_loss(g.float(), onehot, reduction=reduction)
 
 
 @register_method("crnet")
@@ -115,27 +167,39 @@ class CRnet(Trainer):
     """CRnet on precomputed features; hyperparameters and defaults from the paper (Table 2, AwA1/AwA2/aPY row)."""
 
     defaults: ClassVar[dict[str, Any]] = {
-        "K": 3, "alpha": 1e-5, "use_beta": True, "beta": 1e-4, "lr": 1e-5, "hidden": 2048, "batch_size": 32,
-        "att_norm": "l2", "pairs": "batch", "reduction": "mean", "amp": False,
+        "K": 3,
+        "alpha": 1e-5,
+        "use_beta": True,
+        "beta": 1e-4,
+        "lr": 1e-5,
+        "hidden": 2048,
+        "batch_size": 32,
+        "att_norm": "l2",
+        "pairs": "batch",
+        "reduction": "mean",
+        "amp": False,
     }
 
-    def __init__(self, config: Mapping[str, Any], data: StageData, *, device: str | torch.device = "cpu",
-                 seed: int = 0, max_epochs: int = 50) -> None:
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        data: StageData,
+        *,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        max_epochs: int = 50,
+    ) -> None:
         super().__init__(config, data, device=device, seed=seed, max_epochs=max_epochs)
         c = self.config
         for key, ok in CHOICES.items():
             if c[key] not in ok:
                 raise ConfigError(f"crnet: {key} must be one of {', '.join(ok)}, got {c[key]!r}")
         for key in ("K", "hidden", "batch_size"):
-            v = c[key]
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not float(v).is_integer() \
-                    or v < 1:
-                raise ConfigError(f"crnet: {key} must be a positive integer, got {v!r}")
+            if not (_finite(c[key]) and float(c[key]).is_integer() and c[key] >= 1):
+                raise ConfigError(f"crnet: {key} must be a positive integer, got {c[key]!r}")
         for key in ("alpha", "beta", "lr"):
-            v = c[key]
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not math.isfinite(v) \
-                    or v < 0 or (key == "lr" and v == 0):
-                raise ConfigError(f"crnet: {key} must be a finite number >= 0 (lr > 0), got {v!r}")
+            if not (_finite(c[key]) and c[key] >= 0) or (key == "lr" and c[key] == 0):
+                raise ConfigError(f"crnet: {key} must be a finite number >= 0 (lr > 0), got {c[key]!r}")
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
@@ -147,39 +211,50 @@ class CRnet(Trainer):
         if c["att_norm"] == "l2":
             att = att / np.maximum(np.linalg.norm(att, axis=1, keepdims=True), 1e-12)
         self.k = min(int(c["K"]), data.n_seen)  # K ∈ {1, ..., M} (paper, Sec. 3)
-        centres = torch.from_numpy(field_centres(att[:data.n_seen], self.k, seed))  # (K, P)
+        centres = torch.from_numpy(field_centres(att[: data.n_seen], self.k, seed))  # (K, P)
         # everything the training loop touches lives on the device, created once
         self.att = self.to_device(att)  # (C, P)
         self.x_train = self.to_device(data.x_train).float()  # (N_tr, D)
         self.y_train = self.to_device(data.y_train).long()  # (N_tr,)
         self.model = CRnetNet(centres, data.feature_dim, int(c["hidden"])).to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=float(c["lr"]))
+        self.optimizer = self.model.make_optimizer(float(c["lr"]), self.alpha, self.beta)
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.amp:
             return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def loss(self, v: torch.Tensor, y: torch.Tensor, *, naive: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """(total, mse) of a batch of training images v (B, D) with labels y (B,)."""
+    def loss(self, v: torch.Tensor, y: torch.Tensor, *, naive: bool = False) -> torch.Tensor:
+        """loss1 (MSE) of a batch of training images v (B, D) with labels y (B,)."""
         c = self.config
         with self.autocast():
-            return crnet_loss(self.model, self.att, v, y, n_seen=self.data.n_seen, pairs=c["pairs"],
-                              reduction=c["reduction"], alpha=self.alpha, beta=self.beta, naive=naive)
+            return crnet_loss(
+                self.model,
+                self.att,
+                v,
+                y,
+                n_seen=self.data.n_seen,
+                pairs=c["pairs"],
+                reduction=c["reduction"],
+                naive=naive,
+            )
 
     def train_epoch(self) -> dict[str, float]:
         total = torch.zeros((), device=self.device)
         mse_sum = torch.zeros((), device=self.device)
+        regularised = self.alpha > 0 or self.beta > 0
         cuts = self.batches(self.y_train.shape[0], int(self.config["batch_size"]))
         for idx in cuts:
-            loss, mse = self.loss(self.x_train[idx], self.y_train[idx])  # (B, D), (B,)
+            mse = self.loss(self.x_train[idx], self.y_train[idx])  # (B, D), (B,) -> ()
+            if regularised:  # the value at the weights the step's gradient is taken at (Eq. 10's total loss)
+                with torch.no_grad():
+                    total += self.model.regulariser(self.alpha, self.beta)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            total += loss.detach()
+            mse.backward()
+            self.optimizer.step()  # + the regulariser's gradient, as weight_decay
             mse_sum += mse.detach()
         n = max(len(cuts), 1)
-        return {"loss": float(total.item()) / n, "mse": float(mse_sum.item()) / n}
+        return {"loss": float((total + mse_sum).item()) / n, "mse": float(mse_sum.item()) / n}
 
     @torch.no_grad()
     def scores(self, x: torch.Tensor) -> torch.Tensor:
@@ -188,7 +263,7 @@ class CRnet(Trainer):
         with self.autocast():
             a = self.model.project_anchors(self.model.anchors(self.att))  # (C, H)
             chunk = max(1, SCORE_CHUNK_ELEMENTS // (a.shape[0] * a.shape[1]))
-            out = [self.model.relate(x[i:i + chunk], a).float() for i in range(0, x.shape[0], chunk)]
+            out = [self.model.relate(x[i : i + chunk], a).float() for i in range(0, x.shape[0], chunk)]
         return torch.cat(out) if out else x.new_zeros((0, a.shape[0]))
 
     def extra_state(self) -> dict[str, Any]:

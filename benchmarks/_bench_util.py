@@ -1,0 +1,99 @@
+"""Helpers shared by the sweep benchmarks (not a benchmark itself)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+
+
+def default_data_root() -> str:
+    return os.environ.get("ZSLTUNE_DATA", "/work/shared/data/xlsa17")
+
+
+def machine() -> str:
+    cores = os.cpu_count()
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{platform.node()}: {cores} cores, {mem:.0f} GiB, {gpu}, torch {torch.__version__}"
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def run_logged(cmd: list[str], log: Path, *, env: dict | None = None, timeout: float | None = None) -> tuple[float, float, int]:
+    """Run ``cmd`` with output to ``log``; returns (start, end) epoch seconds and the exit code."""
+    with open(log, "w") as f:
+        t0 = time.time()
+        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+                            cwd=REPO, timeout=timeout).returncode
+        t1 = time.time()
+    if rc != 0:
+        sys.stderr.write(f"command failed (exit {rc}): {' '.join(cmd)}\n--- last lines of {log} ---\n")
+        sys.stderr.write("".join(log.read_text().splitlines(keepends=True)[-40:]))
+    return t0, t1, rc
+
+
+# ---- memory of processes, from /proc (psutil is not a dependency) ------------------------------------------------
+def smaps_rollup(pid: int) -> dict[str, int]:
+    """Rss, Pss, USS (Private_Clean + Private_Dirty) and Shared in bytes, or {} if the process is gone."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return {}
+    kb: dict[str, int] = {}
+    for line in text.splitlines()[1:]:
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].endswith(":"):
+            kb[parts[0][:-1]] = int(parts[1])
+    return {"rss": kb.get("Rss", 0) * 1024, "pss": kb.get("Pss", 0) * 1024,
+            "uss": (kb.get("Private_Clean", 0) + kb.get("Private_Dirty", 0)) * 1024,
+            "shared": (kb.get("Shared_Clean", 0) + kb.get("Shared_Dirty", 0)) * 1024}
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return ""
+
+
+def pids_matching(*needles: str) -> list[int]:
+    out = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            c = cmdline(int(p.name))
+            if any(n in c for n in needles):
+                out.append(int(p.name))
+    return out
+
+
+def mib(b: float) -> str:
+    return f"{b / 2**20:,.0f} MiB"
+
+
+def fixed_size_space(out_dir: Path, method: str = "crnet", fixed: tuple[str, ...] = ("K", "hidden", "batch_size")) -> Path:
+    """``search_spaces/<method>.yaml`` without the size parameters, written to ``out_dir``.
+
+    Every trial then has the trainer's paper defaults (K=3, hidden 2048, batch 32) or ``overrides`` for them, so
+    all trials cost the same. (``SweepOptions.overrides`` alone does not fix a parameter that is in the space: the
+    sampled value wins in the trial; see benchmarks/README.md.)
+    """
+    import yaml
+
+    spec = yaml.safe_load((REPO / "search_spaces" / f"{method}.yaml").read_text())
+    for name in fixed:
+        spec["parameters"].pop(name, None)
+    out = Path(out_dir) / f"{method}-fixed-size.yaml"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return out

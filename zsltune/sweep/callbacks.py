@@ -1,0 +1,129 @@
+"""Driver-side Tune callbacks: Parquet results as they arrive, and a compact progress line."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from zsltune.results import ResultsSink
+
+
+class ParquetCallback(tune.Callback):
+    """Writes trials.parquet / epochs.parquet as results arrive; survives ``--resume`` without loss or doubles."""
+
+    def __init__(
+        self, sweep_dir: Path, *, metric: str, mode: str, max_epochs: int, meta: dict[str, Any], quiet: bool = False
+    ) -> None:
+        self.sweep_dir, self.metric, self.mode = Path(sweep_dir), metric, mode
+        self.max_epochs, self.meta, self.quiet = max_epochs, meta, quiet
+        self._sink: ResultsSink | None = None
+        self._t0 = time.monotonic()
+        self._last_print = 0.0
+
+    def __getstate__(self) -> dict[str, Any]:  # Tune pickles callbacks into the experiment state
+        return {**self.__dict__, "_sink": None}
+
+    @property
+    def sink(self) -> ResultsSink:
+        if self._sink is None:
+            self._sink = ResultsSink(self.sweep_dir, metric=self.metric, mode=self.mode)
+        return self._sink
+
+    def setup(self, **info: Any) -> None:
+        self._t0 = time.monotonic()
+        _ = self.sink
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.sink.start_trial(trial.trial_id, config=dict(trial.config), **self.meta)
+        self.sink.flush()
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        keep = {k: v for k, v in result.items() if not isinstance(v, dict) and k not in _RAY_NOISE}
+        keep["wall_s"] = result.get("time_total_s")
+        keep["epoch_s"] = result.get("time_this_iter_s")
+        keep["timestamp"] = result.get("timestamp")
+        self.sink.add_epoch(trial.trial_id, int(result.get("epoch", result.get("training_iteration", 0))), keep)
+        self.sink.flush()
+        self._progress(trials)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        epochs = int(trial.last_result.get("epoch", 0)) if trial.last_result else 0
+        self.sink.end_trial(trial.trial_id, status="completed" if epochs >= self.max_epochs else "stopped")
+        self.sink.flush(force=True)
+        self._progress(trials, force=True)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.sink.end_trial(trial.trial_id, status="failed", error=_error_line(trial))
+        self.sink.flush(force=True)
+        self._progress(trials, force=True)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self.sink.flush(force=True)
+
+    def _progress(self, trials: list, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.quiet or (not force and now - self._last_print < 10):
+            return
+        self._last_print = now
+        rows = self.sink.trials.values()
+        counts = {s: sum(r.get("status") == s for r in rows) for s in ("running", "completed", "stopped", "failed")}
+        best = best_row(list(rows), self.metric, self.mode)
+        best_txt = (
+            f"best {self.metric} {best[f'best/{self.metric}']:.4f} ({best['trial_id']})" if best else "no result yet"
+        )
+        el = int(now - self._t0)
+        print(
+            f"[{el // 60:02d}:{el % 60:02d}] trials {len(trials)}: {counts['running']} running, "
+            f"{counts['completed']} completed, {counts['stopped']} stopped early, {counts['failed']} failed | "
+            f"{best_txt}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+_RAY_NOISE = {
+    "config",
+    "trial_id",
+    "experiment_id",
+    "date",
+    "hostname",
+    "node_ip",
+    "done",
+    "training_iteration",
+    "time_since_restore",
+    "iterations_since_restore",
+    "checkpoint_dir_name",
+    "should_checkpoint",
+    "experiment_tag",
+    "time_total_s",
+    "time_this_iter_s",
+    "timestamp",
+}
+
+
+def _error_line(trial: Any) -> str:
+    """The exception line of a failed trial, e.g. "zsltune...TrialDiverged: loss 'loss' is nan ..."."""
+    text = ""
+    try:  # the driver writes the error file locally before calling back; storage gets it later
+        path = trial.error_file
+        text = Path(path).read_text() if path and Path(path).is_file() else (trial.get_error() or "")
+    except Exception:  # pragma: no cover - storage hiccup
+        pass
+    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip() and not ln.startswith("Failure #")]
+    for ln in reversed(lines):
+        if ":" in ln and not ln.startswith(("File ", "^", "~", "Traceback")):
+            return ln[:1000]
+    return lines[-1][:1000] if lines else "trial failed (no error text)"
+
+
+def best_row(rows: list[dict[str, Any]], metric: str, mode: str) -> dict[str, Any] | None:
+    key = f"best/{metric}"
+    scored = [r for r in rows if isinstance(r.get(key), int | float) and math.isfinite(r[key])]
+    if not scored:
+        return None
+    return (max if mode == "max" else min)(scored, key=lambda r: r[key])

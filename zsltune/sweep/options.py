@@ -1,0 +1,177 @@
+"""Sweep options: what ``zsltune run`` takes, validated without Ray, and stored for ``--resume``."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from zsltune.data import STAGES
+from zsltune.errors import ConfigError, SpaceError, UnknownNameError
+from zsltune.methods import Trainer, get_method
+from zsltune.space import SearchSpace, load_space
+from zsltune.sweep.search import SCHEDULERS, make_sampler
+
+
+def default_storage() -> Path:
+    return Path(os.environ.get("ZSLTUNE_RESULTS", Path.home() / "zsltune_results")).expanduser()
+
+
+@dataclass
+class SweepOptions:
+    """Everything ``zsltune run`` takes; validated by :func:`validate`."""
+
+    space: str
+    dataset: str = "demo"
+    data_root: str | None = None
+    stage: str = "val"
+    attributes: str = "att"
+    num_samples: int = 8
+    sampler: str = "tpe"
+    scheduler: str = "asha"
+    metric: str | None = None  # "H", or "U,S" for a multi-objective study
+    max_epochs: int | None = None
+    grace_period: int | None = None
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent: int | None = None
+    time_budget: float | None = None
+    name: str | None = None
+    storage: str | None = None
+    resume: bool = False
+    seed: int = 0
+    address: str | None = None
+    max_failures: int = 2
+    checkpoint_every: int = 1
+    quiet: bool = False
+    overrides: dict[str, Any] = field(default_factory=dict)  # fixed hyperparameters (e.g. tiny sizes in tests)
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """What every trial of a sweep shares, besides the data."""
+
+    method: str
+    max_epochs: int
+    seed: int
+    cpus_per_trial: float
+    gpus_per_trial: float
+    checkpoint_every: int
+    overrides: dict[str, Any]
+
+
+@dataclass
+class SweepResult:
+    sweep_dir: Path
+    trials_path: Path
+    epochs_path: Path
+    best: dict[str, Any] | None
+    counts: dict[str, int]
+
+
+def _check_options(o: SweepOptions, space: SearchSpace, trainer_cls: type[Trainer]) -> None:
+    unknown = [p.name for p in space.params if p.name not in trainer_cls.defaults]
+    if unknown:
+        raise SpaceError(
+            f"{space.path}: parameter '{unknown[0]}' is not a hyperparameter of {space.method}; "
+            f"valid: {', '.join(sorted(trainer_cls.defaults))}"
+        )
+    bad_over = sorted(set(o.overrides) - set(trainer_cls.defaults))
+    if bad_over:
+        raise ConfigError(
+            f"--set {bad_over[0]}: not a hyperparameter of {space.method}; valid: "
+            f"{', '.join(sorted(trainer_cls.defaults))}"
+        )
+    checks = [
+        (o.num_samples >= 1, f"--num-samples must be >= 1, got {o.num_samples}"),
+        (o.cpus_per_trial > 0, f"--cpus-per-trial must be > 0, got {o.cpus_per_trial}"),
+        (o.gpus_per_trial >= 0, f"--gpus-per-trial must be >= 0, got {o.gpus_per_trial}"),
+        (
+            o.gpus_per_trial <= 1 or float(o.gpus_per_trial).is_integer(),
+            f"--gpus-per-trial above 1 must be a whole number, got {o.gpus_per_trial}",
+        ),
+        (o.max_concurrent is None or o.max_concurrent >= 1, f"--max-concurrent must be >= 1, got {o.max_concurrent}"),
+        (o.time_budget is None or o.time_budget > 0, f"--time-budget must be > 0 seconds, got {o.time_budget}"),
+        (o.max_epochs is None or o.max_epochs >= 1, f"--max-epochs must be >= 1, got {o.max_epochs}"),
+        (o.max_failures >= 0, f"--max-failures must be >= 0, got {o.max_failures}"),
+        (o.checkpoint_every >= 1, f"--checkpoint-every must be >= 1, got {o.checkpoint_every}"),
+        (o.stage in STAGES, f"--stage must be one of {', '.join(STAGES)}, got {o.stage}"),
+        (o.resume or o.name is None or "/" not in o.name, f"--name must be a plain name, got {o.name}"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise ConfigError(msg)
+
+
+OPTIONS_FILE = "zsltune.json"
+#: options a resume may change; the rest come from the sweep's OPTIONS_FILE
+RESUME_KEEPS = ("name", "storage", "resume", "quiet", "address")
+
+
+def _new_sweep_dir(o: SweepOptions, space: SearchSpace, storage: Path) -> Path:
+    if o.name:
+        return storage / o.name
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return storage / f"{space.method}-{Path(o.dataset).name}-{o.stage}-{stamp}"
+
+
+def _resume_options(o: SweepOptions, storage: Path) -> tuple[SweepOptions, Path]:
+    """The stored options of the sweep to resume (``--name``, or the newest under ``storage``)."""
+    if o.name:
+        sweep_dir = storage / o.name
+    else:
+        cands = sorted((p.parent for p in storage.glob(f"*/{OPTIONS_FILE}")), key=lambda p: p.stat().st_mtime)
+        if not cands:
+            raise ConfigError(f"--resume: no sweep under {storage}; pass --name NAME (and --storage)")
+        sweep_dir = cands[-1]
+    if not (sweep_dir / "tuner.pkl").exists() or not (sweep_dir / OPTIONS_FILE).exists():
+        raise ConfigError(f"--resume: {sweep_dir} holds no sweep to resume; check --name and --storage")
+    stored = json.loads((sweep_dir / OPTIONS_FILE).read_text())
+    keep = {k: getattr(o, k) for k in RESUME_KEEPS}
+    return replace(SweepOptions(**stored), **{**keep, "name": sweep_dir.name, "storage": str(storage)}), sweep_dir
+
+
+def prepare(o: SweepOptions) -> tuple[SweepOptions, SearchSpace, Path, list[str]]:
+    """Validate everything that can be checked without Ray; returns the resolved options and the sweep folder."""
+    storage = (Path(o.storage).expanduser() if o.storage else default_storage()).resolve()
+    if o.resume:
+        o, sweep_dir = _resume_options(o, storage)
+    elif not o.space:
+        raise ConfigError("--space is required: a name in search_spaces/ or a YAML path (or --resume a sweep)")
+    space = load_space(o.space)
+    trainer_cls = get_method(space.method)
+    _check_options(o, space, trainer_cls)
+    metrics = [m.strip() for m in (o.metric or space.metric).split(",") if m.strip()]
+    make_sampler(o.sampler, seed=o.seed, multi=len(metrics) > 1)
+    if o.scheduler not in SCHEDULERS:
+        raise UnknownNameError(f"--scheduler {o.scheduler}: unknown scheduler; valid: {', '.join(SCHEDULERS)}")
+    if len(metrics) > 1 and o.scheduler == "pbt":
+        raise ConfigError("--scheduler pbt optimises one metric; drop the metric list or use asha")
+    if not o.resume:
+        sweep_dir = _new_sweep_dir(o, space, storage)
+        if (sweep_dir / "tuner.pkl").exists() or (sweep_dir / OPTIONS_FILE).exists():
+            raise ConfigError(
+                f"--name {sweep_dir.name}: a sweep already exists at {sweep_dir}; pass --resume to "
+                f"continue it or choose a new --name"
+            )
+    dataset = str(Path(o.dataset).resolve()) if Path(o.dataset).expanduser().is_dir() else o.dataset
+    data_root = str(Path(o.data_root).expanduser().resolve()) if o.data_root else None
+    o = replace(
+        o,
+        space=str(space.path or o.space),
+        dataset=dataset,
+        data_root=data_root,
+        max_epochs=o.max_epochs or space.max_epochs,
+        grace_period=o.grace_period or space.grace_period,
+    )
+    return o, space, sweep_dir, metrics
+
+
+def save_options(o: SweepOptions, sweep_dir: Path) -> None:
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    tmp = sweep_dir / f".{OPTIONS_FILE}.tmp"
+    tmp.write_text(json.dumps(asdict(o), indent=2, default=str))
+    os.replace(tmp, sweep_dir / OPTIONS_FILE)

@@ -1,0 +1,115 @@
+"""Optuna samplers, the prune-aware Optuna searcher, and Tune schedulers built from a search space."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import optuna
+from ray import tune
+from ray.tune.schedulers import (
+    ASHAScheduler,
+    FIFOScheduler,
+    HyperBandScheduler,
+    MedianStoppingRule,
+    PopulationBasedTraining,
+    TrialScheduler,
+)
+from ray.tune.search.optuna import OptunaSearch
+
+from zsltune.errors import ConfigError, UnknownNameError
+from zsltune.space import SearchSpace
+
+SAMPLERS = ("tpe", "cmaes", "gp", "random", "qmc", "nsga2")
+SCHEDULERS = ("asha", "hyperband", "median", "pbt", "fifo")
+
+
+def make_sampler(name: str, *, seed: int, multi: bool) -> optuna.samplers.BaseSampler:
+    if name not in SAMPLERS:
+        raise UnknownNameError(f"--sampler {name}: unknown sampler; valid samplers: {', '.join(SAMPLERS)}")
+    if multi and name == "cmaes":
+        raise ConfigError("--sampler cmaes optimises one metric; for several (--metric U,S) use nsga2, tpe or random")
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=5)
+    if name == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=5)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
+    return optuna.samplers.NSGAIISampler(seed=seed)
+
+
+class PruneAwareOptunaSearch(OptunaSearch):
+    """OptunaSearch that tells the study a trial stopped early by the scheduler was PRUNED, not COMPLETE.
+
+    Ray's OptunaSearch reports an ASHA-stopped trial as COMPLETE with its early score, so TPE would treat a
+    3-epoch score as a fully trained one. A trial that ends before ``max_epochs`` is pruned here.
+    """
+
+    def __init__(self, *args: Any, max_epochs: int, **kwargs: Any) -> None:
+        self.max_epochs = max_epochs
+        super().__init__(*args, **kwargs)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        done = result is not None and int(result.get("epoch", 0)) >= self.max_epochs
+        if error or done or result is None or trial_id in self._completed_trials:
+            return super().on_trial_complete(trial_id, result=result, error=error)
+        ot_trial = self._ot_trials[trial_id]
+        try:
+            self._ot_study.tell(ot_trial, None, state=optuna.trial.TrialState.PRUNED)
+        except Exception as exc:  # e.g. a trial already finished in the journal after a resume
+            warnings.warn(f"optuna: could not mark trial {trial_id} pruned: {exc}", stacklevel=1)
+        self._completed_trials.add(trial_id)
+
+
+# ---- schedulers ---------------------------------------------------------------------------------------------
+def make_scheduler(
+    name: str, space: SearchSpace, *, metric: str, mode: str, max_epochs: int, grace: int, seed: int
+) -> TrialScheduler:
+    if name not in SCHEDULERS:
+        raise UnknownNameError(f"--scheduler {name}: unknown scheduler; valid schedulers: {', '.join(SCHEDULERS)}")
+    common = {"metric": metric, "mode": mode}
+    if name == "asha":
+        return ASHAScheduler(
+            time_attr="training_iteration",
+            max_t=max_epochs,
+            grace_period=min(grace, max_epochs),
+            reduction_factor=3,
+            **common,
+        )
+    if name == "hyperband":
+        return HyperBandScheduler(time_attr="training_iteration", max_t=max_epochs, reduction_factor=3, **common)
+    if name == "median":
+        return MedianStoppingRule(time_attr="training_iteration", grace_period=grace, min_samples_required=3, **common)
+    if name == "pbt":
+        mutations = _pbt_mutations(space)
+        if not mutations:
+            raise ConfigError(f"--scheduler pbt needs float parameters to perturb; {space.path} has none")
+        return PopulationBasedTraining(
+            time_attr="training_iteration",
+            perturbation_interval=max(1, grace),
+            hyperparam_mutations=mutations,
+            quantile_fraction=0.25,
+            **common,
+        )
+    return FIFOScheduler()
+
+
+def _pbt_mutations(space: SearchSpace) -> dict[str, Any]:
+    """PBT perturbs only unconditional floats: ints and categoricals (K, widths) change the model's shape."""
+    return {
+        p.name: (tune.loguniform if p.log else tune.uniform)(p.low, p.high)
+        for p in space.params
+        if p.type == "float" and not p.condition
+    }
+
+
+def tune_domain(p: Any) -> Any:
+    if p.type == "categorical":
+        return tune.choice(list(p.choices))
+    if p.type == "int":
+        return (tune.lograndint if p.log else tune.randint)(int(p.low), int(p.high) + 1)
+    return (tune.loguniform if p.log else tune.uniform)(p.low, p.high)
