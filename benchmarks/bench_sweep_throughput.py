@@ -52,13 +52,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32, help="both sides (paper: 32)")
     p.add_argument("--report-every", type=int, default=5, help="hand-written side: report every N steps")
     p.add_argument("--eval-images", type=int, default=512, help="eval images timed for the hand-written eval cost")
-    p.add_argument("--quick", action="store_true", help="smoke check: 30 s per side, batch 256, 128 eval images")
+    p.add_argument("--quick", action="store_true", help="smoke check: 30 s per side, batch 256, 128 eval images, report every step")
     p.add_argument("--keep", default=None, help="keep logs and results in this directory")
     p.add_argument("--side", choices=("zsltune",), help=argparse.SUPPRESS)  # internal: run one side
     p.add_argument("--storage", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.quick:
-        a.budget, a.batch_size, a.eval_images = min(a.budget, 30.0), 256, 128
+        a.budget, a.batch_size, a.eval_images, a.report_every = min(a.budget, 30.0), 256, 128, 1
     return a
 
 

@@ -44,7 +44,7 @@ def resolve_dataset(name: str, *, data_root: str | Path | None = None, seed: int
     A directory with att_splits.mat but no res101.mat gets synthetic features around its real class side.
     """
     if name == DEMO:
-        out = cache_dir() / "synth" / f"demo-{seed}-v2"
+        out = cache_dir() / "synth" / f"demo-{seed}-v3"
         if not (out / "res101.mat").is_file():
             synth_fresh(out, seed=seed, **DEMO_SIZE)
         return out

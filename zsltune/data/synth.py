@@ -2,14 +2,17 @@
 
 Real ResNet-101 features cannot be downloaded here, so zsltune writes ``res101.mat`` itself, either around a real
 ``att_splits.mat`` (same N, locs, classes and seen/unseen split) or for a fully synthetic class side. Each image's
-feature is a fixed random two-layer map of its class's attributes plus per-image jitter and noise::
+feature is a fixed random two-layer map of its class's attributes, a class-specific part the attributes do not
+explain, and per-image variation::
 
-    x = relu(tanh((z_y + j·ε) W1) W2 + n·ε')        z_y = standardised attributes of class y
+    x = relu(tanh((z_y + j·ε) W1 + u_y + k·η) W2 + n·ε')     z_y = attributes of class y, standardised per attribute
 
-with ``j = 2.5·difficulty`` (in units of each attribute's spread across classes) and ``n = difficulty``. Unseen
-classes follow the same map, so they are predictable from attributes, but not linearly. At difficulty 1 the
-closed-form ridge baseline (:mod:`zsltune.baseline`) gets ZSL top-1 0.52, U 0.21, S 0.44, H 0.29 on synthetic AWA2's
-test stage: close to linear baselines on the real features, leaving methods room to show what they add.
+``u_y`` (one random vector per class) is what real classes have beyond their attributes: it keeps seen classes
+well separated (as ResNet features are) while making unseen ones only partly predictable from attributes. ``j``
+(attribute jitter), ``k`` (per-image hidden variation) and ``n`` (feature noise) scale with ``difficulty``. At
+difficulty 1 on synthetic AWA2's test stage, a nearest-class-mean classifier gets seen accuracy ~0.99 and the
+closed-form ridge baseline (:mod:`zsltune.baseline`) ZSL top-1 ~0.50, U ~0.20, S ~0.71, H ~0.31: close to linear
+baselines on the real features (ESZSL: ZSL 0.59, U 0.06, S 0.78), with room for methods to show what they add.
 """
 
 from __future__ import annotations
@@ -52,12 +55,14 @@ def synth_features(
     p = z.shape[1]
     w1 = (rng.standard_normal((p, hidden)) / np.sqrt(p)).astype(np.float32)  # (P, H)
     w2 = (rng.standard_normal((hidden, feature_dim)) * (1.5 / np.sqrt(hidden))).astype(np.float32)  # (H, D)
-    jitter, noise = 2.5 * difficulty, 1.0 * difficulty
+    u = rng.standard_normal((z.shape[0], hidden)).astype(np.float32)  # (C, H) class part beyond attributes
+    jitter, spread, noise = (np.float32(f * difficulty) for f in (1.0, 4.0, 1.0))
     out = np.empty((labels.shape[0], feature_dim), dtype=np.float32)
     for s in range(0, labels.shape[0], chunk):
         y = labels[s : s + chunk]
-        h = z[y] + np.float32(jitter) * rng.standard_normal((y.shape[0], p), dtype=np.float32)  # (n, P)
-        x = np.tanh(h @ w1) @ w2  # (n, D)
+        a_img = z[y] + jitter * rng.standard_normal((y.shape[0], p), dtype=np.float32)  # (n, P)
+        h = a_img @ w1 + u[y] + spread * rng.standard_normal((y.shape[0], hidden), dtype=np.float32)  # (n, H)
+        x = np.tanh(h) @ w2  # (n, D)
         x += np.float32(noise) * rng.standard_normal(x.shape, dtype=np.float32)
         np.maximum(x, 0.0, out=out[s : s + chunk])
     return out
@@ -226,7 +231,7 @@ def cached_synth_like(like: str | Path, *, seed: int = 0, difficulty: float = 1.
     for f in ("sent_splits.mat", *CLASS_LISTS):  # copied into the cache entry, so part of its key
         if (like / f).is_file():
             h.update(f.encode() + (like / f).read_bytes())
-    h.update(f"{seed}:{difficulty}:v2".encode())
+    h.update(f"{seed}:{difficulty}:v3".encode())
     out = cache_dir() / "synth" / f"{like.name}-{h.hexdigest()[:12]}"
     if not (out / "res101.mat").is_file():
         synth_like(like, out, seed=seed, difficulty=difficulty)

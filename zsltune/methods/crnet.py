@@ -40,7 +40,7 @@ from zsltune.methods.base import Trainer, register_method
 #: upper bound on the elements of the (n_chunk, C, H) relation intermediate in :meth:`CRnet.scores`
 SCORE_CHUNK_ELEMENTS = 32 * 2**20
 CHOICES: dict[str, tuple[str, ...]] = {
-    "att_norm": ("raw", "l2"),
+    "att_norm": ("raw", "l2", "std"),
     "pairs": ("batch", "all"),
     "reduction": ("mean", "sum"),
 }
@@ -210,6 +210,9 @@ class CRnet(Trainer):
         att = data.attributes.astype(np.float32)  # (C, P), seen classes first
         if c["att_norm"] == "l2":
             att = att / np.maximum(np.linalg.norm(att, axis=1, keepdims=True), 1e-12)
+        elif c["att_norm"] == "std":  # each attribute standardised over the seen classes: offsets of unit scale
+            seen = att[: data.n_seen]
+            att = (att - seen.mean(0)) / np.maximum(seen.std(0), 1e-6)
         self.k = min(int(c["K"]), data.n_seen)  # K ∈ {1, ..., M} (paper, Sec. 3)
         centres = torch.from_numpy(field_centres(att[: data.n_seen], self.k, seed))  # (K, P)
         # everything the training loop touches lives on the device, created once

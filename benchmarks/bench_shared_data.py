@@ -1,0 +1,270 @@
+"""N concurrent trials on one node hold about one copy of the dataset, not N: memory and wall time, side by side.
+
+Each mode runs the same zsltune CRnet sweep (``run_sweep``, FIFO, ``--n`` trials, all concurrent, ``--max-epochs``
+epochs each, K=3 / hidden 2048 / batch 32 for every trial) on synthetic AWA2 (37,322 x 2048 features; the val stage
+the trials use is 184 MiB), in its own subprocess with its own local Ray:
+
+- ``shared``: as shipped: the driver loads the stage once and ``tune.with_parameters`` puts it in the object store;
+  trials read it zero-copy;
+- ``per-trial``: the dataset loaded per trial: the driver shares only where the data is, and every trial calls
+  ``zsltune.data.load_stage`` itself (``scipy.io.loadmat`` of the .mat files, then the val-stage cut) before running
+  zsltune's own ``run_trial`` (zsltune's ``run_trial``/``load_stage`` are swapped in the sweep module for this mode);
+- ``base``: like ``shared`` but on a 2,048-image slice of the training images (same model, optimizer and batch;
+  40 s of short epochs, not checkpointed): the trial workers' USS here is what they hold without the dataset (the
+  slice is in the store, not in USS); it is subtracted to count copies.
+
+While a mode runs, a thread of its driver samples twice a second, from /proc/PID/smaps_rollup, the USS (private
+pages), PSS and RSS of every trial worker (``ray::ImplicitFunc`` processes under this driver), the object store's
+used bytes (``memory_summary``), and the driver's own USS. Reported per mode: the median (and minimum) over the
+later half of the samples taken while all N trials were running (set-up and imports done; training dominates, so
+this is the training-time footprint), and the peak of the sum. "Held" = sum of trial-worker USS + object-store bytes: shared pages (the store) are counted once.
+Copies of the dataset = (held - workers' USS in ``base``) / stage bytes. The sweep's wall time (``run_sweep`` call) is
+compared between ``shared`` and ``per-trial`` in the same run.
+
+    python benchmarks/bench_shared_data.py                 # N=2, 1 epoch per trial: about 7 minutes
+    python benchmarks/bench_shared_data.py --n 2 4         # also N=4 trials at 0.5 CPU each
+    python benchmarks/bench_shared_data.py --quick         # smoke check (batch 256), under 2 minutes
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _bench_util import (  # noqa: E402
+    cmdline,
+    default_data_root,
+    fixed_size_space,
+    loadavg,
+    machine,
+    mib,
+    run_logged,
+    smaps_rollup,
+)
+
+MODES = ("base", "shared", "per-trial")
+TRIAL_PROC = "ray::ImplicitFunc"  # Tune's actor for function trainables, as its process title
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--n", type=int, nargs="+", default=[2], help="concurrent trials (N=4 runs at 0.5 CPU each)")
+    p.add_argument("--max-epochs", type=int, default=1, help="epochs per trial")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--data-root", default=default_data_root(), help="xlsa17 root holding AWA2/ ($ZSLTUNE_DATA)")
+    p.add_argument("--quick", action="store_true", help="smoke check: N=2, batch 512 (short epochs)")
+    p.add_argument("--keep", default=None, help="keep logs and sweep folders in this directory")
+    p.add_argument("--mode", choices=MODES, help=argparse.SUPPRESS)  # internal: run one mode
+    p.add_argument("--trials", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--work", help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.quick:
+        a.n, a.batch_size = [2], 512
+    return a
+
+
+# ---- one mode, in its own process ---------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class StageRef:
+    """What the driver shares in ``per-trial`` mode instead of the data: where each trial loads it from."""
+
+    dataset: str
+    stage: str
+    synthetic: bool
+    data_root: str | None
+    attributes: str
+    seed: int
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                stat = (p / "stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+            children.setdefault(ppid, []).append(int(p.name))
+    out, todo = [], [root]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def _store_bytes() -> float | None:
+    import ray
+
+    if not ray.is_initialized():
+        return None
+    from ray._private.internal_api import memory_summary
+
+    text = memory_summary(stats_only=True)
+    for line in text.splitlines():
+        if line.startswith("Plasma memory usage"):
+            return float(line.split()[3]) * 2**20  # "Plasma memory usage 184 MiB, 1 objects, ..."
+    return 0.0
+
+
+def _sampler(samples: list[dict], stop: threading.Event, period: float = 0.5) -> None:
+    me = os.getpid()
+    while not stop.is_set():
+        t = time.time()
+        workers = {pid: smaps_rollup(pid) for pid in _descendants(me) if cmdline(pid).startswith(TRIAL_PROC)}
+        try:
+            store = _store_bytes()
+        except Exception:  # Ray starting or shutting down
+            store = None
+        samples.append({"t": t, "workers": {str(k): v for k, v in workers.items() if v}, "store": store,
+                        "driver_uss": smaps_rollup(me).get("uss", 0)})
+        stop.wait(period)
+
+
+def run_mode(a: argparse.Namespace) -> None:
+    import numpy as np
+
+    import zsltune.sweep as zs
+    from zsltune.data import load_stage, resolve_dataset
+
+    runner = sys.modules[zs.run_sweep.__module__]  # the module whose globals run_sweep uses
+    real_run_trial, real_load_stage = runner.run_trial, runner.load_stage
+    info: dict = {"mode": a.mode, "trials": a.trials}
+
+    if a.mode == "per-trial":
+        def load_ref(name, stage, *, data_root=None, attributes="att", seed=0):  # the driver loads nothing
+            resolve_dataset(name, data_root=data_root, seed=seed, quiet=True)
+            return StageRef(dataset=name, stage=stage, synthetic=True, data_root=data_root, attributes=attributes,
+                            seed=seed)
+
+        def run_trial_loading(config, data, spec):  # each trial loads the dataset itself
+            from zsltune.data import load_stage as load
+
+            stage = load(data.dataset, data.stage, data_root=data.data_root, attributes=data.attributes,
+                         seed=data.seed)
+            return real_run_trial(config, stage, spec)
+
+        runner.load_stage, runner.run_trial = load_ref, run_trial_loading
+    elif a.mode == "base":
+        def load_slice(*args, **kwargs):
+            d = real_load_stage(*args, **kwargs)
+            cut = {k: np.ascontiguousarray(getattr(d, k)[:n]) for k, n in
+                   (("x_train", 2048), ("y_train", 2048), ("index_train", 2048), ("x_seen", 64), ("y_seen", 64),
+                    ("index_seen", 64), ("x_unseen", 64), ("y_unseen", 64), ("index_unseen", 64))}
+            return dataclasses.replace(d, **cut)
+
+        runner.load_stage = load_slice
+
+    stage = load_stage("AWA2", "val", data_root=a.data_root)
+    info["stage_bytes"] = stage.nbytes
+    info["full_features_bytes"] = 37322 * 2048 * 4
+    del stage
+    cpus = 1.0 if a.trials <= 2 else 2.0 / a.trials
+    space = fixed_size_space(Path(a.work))
+    samples: list[dict] = []
+    stop = threading.Event()
+    th = threading.Thread(target=_sampler, args=(samples, stop), daemon=True)
+    th.start()
+    t0 = time.time()
+    res = zs.run_sweep(zs.SweepOptions(
+        space=str(space), dataset="AWA2", data_root=a.data_root, scheduler="fifo", num_samples=a.trials,
+        max_epochs=a.max_epochs if a.mode != "base" else 1000,
+        time_budget=None if a.mode != "base" else (25.0 if a.batch_size > 128 else 40.0),
+        cpus_per_trial=cpus, max_concurrent=a.trials, quiet=True, storage=str(Path(a.work) / "sweeps"),
+        name=f"{a.mode}-{a.trials}", overrides={"batch_size": a.batch_size},
+        checkpoint_every=1 if a.mode != "base" else 10**6))  # base: tiny epochs, so no checkpoint per epoch
+    t1 = time.time()
+    stop.set()
+    th.join()
+    import pandas as pd
+
+    ep = pd.read_parquet(res.epochs_path) if res.epochs_path.is_file() else pd.DataFrame()
+    info.update(wall_s=t1 - t0, t0=t0, samples=samples, counts=res.counts, epochs=len(ep),
+                cpus_per_trial=cpus, pids=sorted({str(p) for s in samples for p in s["workers"]}))
+    Path(a.work, f"{a.mode}-{a.trials}.json").write_text(json.dumps(info))
+
+
+# ---- the orchestrator ---------------------------------------------------------------------------------------------
+def summarise(info: dict) -> dict:
+    """Median and minimum over the later half of the samples with all N trial workers alive, and the peak."""
+    n = info["trials"]
+    full = [s for s in info["samples"] if len(s["workers"]) >= n and s["store"] is not None]
+    if not full:
+        raise SystemExit(f"{info['mode']}: never saw {n} trial workers at once; see its log")
+    full = full[len(full) // 2 :]  # the later half: workers set up (imports, data loading in per-trial mode)
+
+    def tot(s: dict, key: str) -> float:
+        return sum(w[key] for w in s["workers"].values())
+
+    held = [tot(s, "uss") + s["store"] for s in full]
+    return {
+        "uss": statistics.median(tot(s, "uss") for s in full), "pss": statistics.median(tot(s, "pss") for s in full),
+        "rss": statistics.median(tot(s, "rss") for s in full), "store": statistics.median(s["store"] for s in full),
+        "held": statistics.median(held), "floor_held": min(held),
+        "peak_held": max(tot(s, "uss") + (s["store"] or 0) for s in info["samples"] if s["workers"]),
+        "driver_uss": statistics.median(s["driver_uss"] for s in full),
+        "samples": len(full), "wall_s": info["wall_s"], "epochs": info["epochs"],
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    a = parse_args(argv)
+    if a.mode:
+        run_mode(a)
+        return
+    from zsltune.data import resolve_dataset
+
+    resolve_dataset("AWA2", data_root=a.data_root, quiet=True)  # generate the synthetic features outside timings
+    work = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="bench_shared_"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"# bench_shared_data  {time.strftime('%Y-%m-%d %H:%M')}  {machine()}")
+    print(f"{'[--quick: rough numbers] ' if a.quick else ''}CRnet K=3 hidden 2048 batch {a.batch_size}, "
+          f"{a.max_epochs} epoch(s) per trial, FIFO, all trials concurrent")
+    for n in a.n:
+        rows = {}
+        for mode in MODES:
+            print(f"N={n} {mode}: running (load {loadavg()})", flush=True)
+            cmd = [sys.executable, __file__, "--mode", mode, "--trials", str(n), "--work", str(work),
+                   "--max-epochs", str(a.max_epochs), "--batch-size", str(a.batch_size), "--data-root", a.data_root]
+            _, _, rc = run_logged(cmd, work / f"{mode}-{n}.log")
+            if rc:
+                raise SystemExit(rc)
+            info = json.loads((work / f"{mode}-{n}.json").read_text())
+            rows[mode] = summarise(info)
+        size = info["stage_bytes"]
+        base = rows["base"]["uss"]
+        cpus = info["cpus_per_trial"]
+        print(f"\nN={n} trials x {cpus:g} CPU; dataset = the val stage the trials use, {mib(size)} "
+              f"(full AWA2 features {mib(info['full_features_bytes'])})")
+        print(f"  {'mode':10s} {'workers USS':>12s} {'+ store':>10s} {'= held':>10s} {'min held':>10s} "
+              f"{'peak held':>10s} {'copies':>7s} {'workers PSS':>12s} {'driver USS':>11s} {'wall':>7s}")
+        for mode, r in rows.items():
+            copies = "" if mode == "base" else f"{(r['held'] - base) / size:.2f}"
+            print(f"  {mode:10s} {mib(r['uss']):>12s} {mib(r['store']):>10s} {mib(r['held']):>10s} "
+                  f"{mib(r['floor_held']):>10s} {mib(r['peak_held']):>10s} {copies:>7s} {mib(r['pss']):>12s} {mib(r['driver_uss']):>11s} "
+                  f"{r['wall_s']:6.0f}s")
+        sh, pt = rows["shared"], rows["per-trial"]
+        print(f"  copies of the dataset held by {n} trials: shared {(sh['held'] - base) / size:.2f}, "
+              f"per-trial {(pt['held'] - base) / size:.2f} (ideal: 1 and {n}); per-trial / shared held memory "
+              f"above base: {(pt['held'] - base) / max(sh['held'] - base, 1):.2f}x")
+        print(f"  the driver holds its own copy too while the sweep runs: driver USS shared - per-trial = "
+              f"{mib(sh['driver_uss'] - pt['driver_uss'])}")
+        print(f"  sweep wall time ({n} trials x {a.max_epochs} epoch): shared {sh['wall_s']:.1f} s, per-trial "
+              f"{pt['wall_s']:.1f} s, per-trial / shared = {pt['wall_s'] / sh['wall_s']:.3f}")
+    print(f"logs: {work}" if a.keep else "")
+
+
+if __name__ == "__main__":
+    main()
