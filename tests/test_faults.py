@@ -5,6 +5,7 @@ Each sweep runs as a real ``zsltune run`` subprocess; the test watches its Parqu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -54,10 +55,30 @@ def _wait_for(pred, proc: subprocess.Popen, timeout: float = 120.0) -> None:
         time.sleep(0.2)
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (from /proc), e.g. the local Ray a driver started, and its workers."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
 def _kill_group(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, signal.SIGKILL)
+    """SIGKILL the driver and everything it started (its local Ray too), as a crash or OOM kill would."""
+    victims = [proc.pid, *_descendants(proc.pid)]
+    for pid in victims:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     proc.wait(timeout=30)
-    subprocess.run(["ray", "stop", "--force"], capture_output=True, timeout=60)  # reap the orphaned local Ray
 
 
 def _check_exactly_once(sweep: Path, n_trials: int, epochs: int) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -122,3 +122,12 @@ def test_unknown_space_lists_valid_names() -> None:
     with pytest.raises(UnknownNameError) as e:
         load_space("nosuchmethod")
     assert "crnet" in str(e.value) and "linear" in str(e.value)
+
+
+def test_fixing_a_parameter_removes_it_and_decides_conditions(tmp_path: Path) -> None:
+    space = load_space(write(tmp_path, GOOD))
+    fixed = space.fix({"att_norm": "raw", "lr": 0.01})
+    assert fixed.names == ["batch_size"]  # weight_decay depended on att_norm == l2
+    kept = space.fix({"att_norm": "l2"})
+    assert sorted(kept.names) == ["batch_size", "lr", "weight_decay"]
+    assert all(not p.condition for p in kept.params)

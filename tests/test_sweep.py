@@ -224,3 +224,47 @@ def test_pbt_exploits_checkpoints_without_losing_epochs(local_ray, tiny_dataset_
     assert not epochs.duplicated(["trial_id", "epoch"]).any()
     assert (epochs.groupby("trial_id")["epoch"].max() == 6).all() and (trials["epochs"] == 6).all()
     assert (epochs["restores"] > 0).any()  # exploitation restored trials from checkpoints
+
+
+def test_crnet_sweep_runs_paper_defaults_first(local_ray, tiny_dataset_dir: Path, tmp_path: Path) -> None:
+    res = run_sweep(
+        opts(
+            tiny_dataset_dir,
+            tmp_path,
+            name="crnet",
+            space="crnet",
+            scheduler="fifo",
+            num_samples=2,
+            max_epochs=1,
+            overrides={"hidden": 32},
+        )
+    )
+    study = optuna.load_study(
+        study_name="crnet",
+        storage=optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(res.sweep_dir / "optuna.journal"))
+        ),
+    )
+    defaults = load_space("crnet").defaults("TINY")
+    assert defaults["lr"] == 1e-5 and defaults["K"] == 3 and defaults["hidden"] == 2048  # the paper's values
+    del defaults["hidden"]  # fixed by --set: no longer searched
+    assert study.trials[0].params == defaults
+    assert all("hidden" not in t.params for t in study.trials)
+    trials = pd.read_parquet(res.trials_path)
+    assert len(trials) == 2 and set(trials["status"]) == {"completed"}
+    assert (trials["config/lr"] == 1e-5).sum() >= 1 and (trials["config/hidden"] == 32).all()
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "cmaes", "gp", "random", "qmc", "nsga2"])
+def test_every_sampler_proposes_valid_configs(sampler: str) -> None:
+    from zsltune.sweep.search import make_sampler
+
+    space = load_space("crnet")
+    study = optuna.create_study(direction="maximize", sampler=make_sampler(sampler, seed=0, multi=False))
+    for i in range(8):
+        trial = study.ask()
+        space(trial)
+        for p in space.params:
+            if p.name in trial.params:
+                assert p.contains(trial.params[p.name]), (p.name, trial.params[p.name])
+        study.tell(trial, float(i % 3))

@@ -18,7 +18,7 @@ run as the first trial. ``condition`` samples a parameter only when another has 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +109,20 @@ class SearchSpace:
     @property
     def names(self) -> list[str]:
         return [p.name for p in self.params]
+
+    def fix(self, values: dict[str, Any]) -> SearchSpace:
+        """The space with ``values`` held fixed: those parameters are no longer sampled, and a condition on one of
+        them is decided now (kept parameter, condition dropped) or drops its parameter."""
+        kept: list[Param] = []
+        for p in self.params:
+            if p.name in values:
+                continue
+            decided = {k: v for k, v in p.condition.items() if k in values}
+            if any(values[k] not in allowed for k, allowed in decided.items()):
+                continue
+            rest = {k: v for k, v in p.condition.items() if k not in values}
+            kept.append(replace(p, condition=rest))
+        return replace(self, params=tuple(kept))
 
 
 def _fail(path: Path | str, where: str, msg: str) -> SpaceError:

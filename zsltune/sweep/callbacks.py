@@ -17,8 +17,17 @@ class ParquetCallback(tune.Callback):
     """Writes trials.parquet / epochs.parquet as results arrive; survives ``--resume`` without loss or doubles."""
 
     def __init__(
-        self, sweep_dir: Path, *, metric: str, mode: str, max_epochs: int, meta: dict[str, Any], quiet: bool = False
+        self,
+        sweep_dir: Path,
+        *,
+        metric: str,
+        mode: str,
+        max_epochs: int,
+        meta: dict[str, Any],
+        fixed: dict[str, Any] | None = None,
+        quiet: bool = False,
     ) -> None:
+        self.fixed = dict(fixed or {})  # --set hyperparameters, recorded as config columns like sampled ones
         self.sweep_dir, self.metric, self.mode = Path(sweep_dir), metric, mode
         self.max_epochs, self.meta, self.quiet = max_epochs, meta, quiet
         self._sink: ResultsSink | None = None
@@ -39,7 +48,7 @@ class ParquetCallback(tune.Callback):
         _ = self.sink
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.sink.start_trial(trial.trial_id, config=dict(trial.config), **self.meta)
+        self.sink.start_trial(trial.trial_id, config={**trial.config, **self.fixed}, **self.meta)
         self.sink.flush()
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:

@@ -144,6 +144,7 @@ def prepare(o: SweepOptions) -> tuple[SweepOptions, SearchSpace, Path, list[str]
     space = load_space(o.space)
     trainer_cls = get_method(space.method)
     _check_options(o, space, trainer_cls)
+    space = space.fix(o.overrides)  # --set NAME=VALUE: no longer searched
     metrics = [m.strip() for m in (o.metric or space.metric).split(",") if m.strip()]
     make_sampler(o.sampler, seed=o.seed, multi=len(metrics) > 1)
     if o.scheduler not in SCHEDULERS:

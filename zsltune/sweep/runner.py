@@ -94,7 +94,13 @@ def _fit(
         "synthetic": data.synthetic,
     }
     parquet_cb = ParquetCallback(
-        sweep_dir, metric=sched_metric, mode=mode, max_epochs=o.max_epochs or 1, meta=meta, quiet=o.quiet
+        sweep_dir,
+        metric=sched_metric,
+        mode=mode,
+        max_epochs=o.max_epochs or 1,
+        meta=meta,
+        fixed=o.overrides,
+        quiet=o.quiet,
     )
     if not o.resume:
         save_options(o, sweep_dir)

@@ -6,6 +6,7 @@ import os
 import tempfile
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +30,23 @@ def _trial_device(spec: TrialSpec) -> torch.device:
 
 
 def run_trial(config: dict[str, Any], data: StageData, spec: TrialSpec) -> None:
-    """The Tune trainable: one trainer, one Tune iteration per epoch, a checkpoint every ``checkpoint_every``."""
+    """The Tune trainable: one trainer, one Tune iteration per epoch, a checkpoint every ``checkpoint_every``.
+
+    Keys named ``__x__`` are reserved for the driver and never reach the trainer: ``__seed__`` and ``__max_epochs__``
+    override the spec's seed and epoch count for this trial (analysis reruns: one trial per configuration and seed).
+    """
+    reserved = {k: v for k, v in config.items() if k.startswith("__") and k.endswith("__")}
+    config = {k: v for k, v in config.items() if k not in reserved}
+    spec = replace(
+        spec,
+        seed=int(reserved.get("__seed__", spec.seed)),
+        max_epochs=int(reserved.get("__max_epochs__", spec.max_epochs)),
+    )
     torch.set_num_threads(max(1, int(spec.cpus_per_trial)))
     warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
     device = _trial_device(spec)
     trainer: Trainer = get_method(spec.method)(
-        {**spec.overrides, **config}, data, device=device, seed=spec.seed, max_epochs=spec.max_epochs
+        {**config, **spec.overrides}, data, device=device, seed=spec.seed, max_epochs=spec.max_epochs
     )
     device_s, restores = 0.0, 0
     ckpt = tune.get_checkpoint()
