@@ -30,16 +30,29 @@ def loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def run_logged(cmd: list[str], log: Path, *, env: dict | None = None, timeout: float | None = None) -> tuple[float, float, int]:
-    """Run ``cmd`` with output to ``log``; returns (start, end) epoch seconds and the exit code."""
-    with open(log, "w") as f:
-        t0 = time.time()
-        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
-                            cwd=REPO, timeout=timeout).returncode
-        t1 = time.time()
-    if rc != 0:
-        sys.stderr.write(f"command failed (exit {rc}): {' '.join(cmd)}\n--- last lines of {log} ---\n")
-        sys.stderr.write("".join(log.read_text().splitlines(keepends=True)[-40:]))
+def run_logged(cmd: list[str], log: Path, *, env: dict | None = None, timeout: float | None = None,
+               retries: int = 1) -> tuple[float, float, int]:
+    """Run ``cmd`` with output to ``log``; returns (start, end) epoch seconds and the exit code.
+
+    A failed run is retried (``retries`` times): on a shared machine someone's ``ray stop --force`` kills every
+    local Ray cluster, ours included; the failure is reported and its log kept as ``<log>.failed``.
+    """
+    for attempt in range(retries + 1):
+        with open(log, "w") as f:
+            t0 = time.time()
+            rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+                                cwd=REPO, timeout=timeout).returncode
+            t1 = time.time()
+        if rc == 0:
+            return t0, t1, rc
+        text = log.read_text()
+        killed = "Raylet is terminated" in text or "marked dead" in text
+        sys.stderr.write(f"command failed (exit {rc}{', Ray killed from outside?' if killed else ''}): "
+                         f"{' '.join(cmd)}\n--- last lines of {log} ---\n")
+        sys.stderr.write("".join(text.splitlines(keepends=True)[-15:]))
+        log.rename(log.with_suffix(log.suffix + ".failed"))
+        if attempt < retries:
+            sys.stderr.write("retrying once\n")
     return t0, t1, rc
 
 

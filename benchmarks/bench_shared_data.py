@@ -10,14 +10,15 @@ the trials use is 184 MiB), in its own subprocess with its own local Ray:
   ``zsltune.data.load_stage`` itself (``scipy.io.loadmat`` of the .mat files, then the val-stage cut) before running
   zsltune's own ``run_trial`` (zsltune's ``run_trial``/``load_stage`` are swapped in the sweep module for this mode);
 - ``base``: like ``shared`` but on a 2,048-image slice of the training images (same model, optimizer and batch;
-  40 s of short epochs, not checkpointed): the trial workers' USS here is what they hold without the dataset (the
+  60 s of short epochs, not checkpointed): the trial workers' USS here is what they hold without the dataset (the
   slice is in the store, not in USS); it is subtracted to count copies.
 
 While a mode runs, a thread of its driver samples twice a second, from /proc/PID/smaps_rollup, the USS (private
 pages), PSS and RSS of every trial worker (``ray::ImplicitFunc`` processes under this driver), the object store's
-used bytes (``memory_summary``), and the driver's own USS. Reported per mode: the median (and minimum) over the
-later half of the samples taken while all N trials were running (set-up and imports done; training dominates, so
-this is the training-time footprint), and the peak of the sum. "Held" = sum of trial-worker USS + object-store bytes: shared pages (the store) are counted once.
+used bytes (``memory_summary``), and the driver's own USS. Reported per mode: the median over the
+later half of the samples taken while all N trials were running and none had ended (set-up and imports done;
+training dominates, so this is the training-time footprint), and the peak of the sum. (``--quick`` trains with
+batch 512, whose per-step buffers make the samples noisy: smoke check only.) "Held" = sum of trial-worker USS + object-store bytes: shared pages (the store) are counted once.
 Copies of the dataset = (held - workers' USS in ``base``) / stage bytes. The sweep's wall time (``run_sweep`` call) is
 compared between ``shared`` and ``per-trial`` in the same run.
 
@@ -77,14 +78,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # ---- one mode, in its own process ---------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class StageRef:
-    """What the driver shares in ``per-trial`` mode instead of the data: where each trial loads it from."""
+    """What the driver shares in ``per-trial`` mode instead of the data: how each trial loads it."""
 
     dataset: str
     stage: str
     synthetic: bool
-    data_root: str | None
-    attributes: str
-    seed: int
+    kwargs: dict  # load_stage's keyword arguments (data_root, attributes, seed, ...)
 
 
 def _descendants(root: int) -> list[int]:
@@ -124,12 +123,13 @@ def _sampler(samples: list[dict], stop: threading.Event, period: float = 0.5) ->
     while not stop.is_set():
         t = time.time()
         workers = {pid: smaps_rollup(pid) for pid in _descendants(me) if cmdline(pid).startswith(TRIAL_PROC)}
+        err = None
         try:
             store = _store_bytes()
-        except Exception:  # Ray starting or shutting down
-            store = None
+        except Exception as e:  # Ray starting or shutting down
+            store, err = None, f"{type(e).__name__}: {e}"[:300]
         samples.append({"t": t, "workers": {str(k): v for k, v in workers.items() if v}, "store": store,
-                        "driver_uss": smaps_rollup(me).get("uss", 0)})
+                        "driver_uss": smaps_rollup(me).get("uss", 0), "error": err})
         stop.wait(period)
 
 
@@ -144,17 +144,14 @@ def run_mode(a: argparse.Namespace) -> None:
     info: dict = {"mode": a.mode, "trials": a.trials}
 
     if a.mode == "per-trial":
-        def load_ref(name, stage, *, data_root=None, attributes="att", seed=0):  # the driver loads nothing
-            resolve_dataset(name, data_root=data_root, seed=seed, quiet=True)
-            return StageRef(dataset=name, stage=stage, synthetic=True, data_root=data_root, attributes=attributes,
-                            seed=seed)
+        def load_ref(name, stage, **kwargs):  # the driver loads nothing
+            resolve_dataset(name, data_root=kwargs.get("data_root"), seed=kwargs.get("seed", 0), quiet=True)
+            return StageRef(dataset=name, stage=stage, synthetic=True, kwargs=kwargs)
 
         def run_trial_loading(config, data, spec):  # each trial loads the dataset itself
             from zsltune.data import load_stage as load
 
-            stage = load(data.dataset, data.stage, data_root=data.data_root, attributes=data.attributes,
-                         seed=data.seed)
-            return real_run_trial(config, stage, spec)
+            return real_run_trial(config, load(data.dataset, data.stage, **data.kwargs), spec)
 
         runner.load_stage, runner.run_trial = load_ref, run_trial_loading
     elif a.mode == "base":
@@ -181,7 +178,7 @@ def run_mode(a: argparse.Namespace) -> None:
     res = zs.run_sweep(zs.SweepOptions(
         space=str(space), dataset="AWA2", data_root=a.data_root, scheduler="fifo", num_samples=a.trials,
         max_epochs=a.max_epochs if a.mode != "base" else 1000,
-        time_budget=None if a.mode != "base" else (25.0 if a.batch_size > 128 else 40.0),
+        time_budget=None if a.mode != "base" else (30.0 if a.batch_size > 128 else 60.0),
         cpus_per_trial=cpus, max_concurrent=a.trials, quiet=True, storage=str(Path(a.work) / "sweeps"),
         name=f"{a.mode}-{a.trials}", overrides={"batch_size": a.batch_size},
         checkpoint_every=1 if a.mode != "base" else 10**6))  # base: tiny epochs, so no checkpoint per epoch
@@ -191,6 +188,8 @@ def run_mode(a: argparse.Namespace) -> None:
     import pandas as pd
 
     ep = pd.read_parquet(res.epochs_path) if res.epochs_path.is_file() else pd.DataFrame()
+    ended = pd.read_parquet(res.trials_path)["ended_at"].dropna()
+    info["first_trial_end"] = float(ended.min()) if len(ended) else None
     info.update(wall_s=t1 - t0, t0=t0, samples=samples, counts=res.counts, epochs=len(ep),
                 cpus_per_trial=cpus, pids=sorted({str(p) for s in samples for p in s["workers"]}))
     Path(a.work, f"{a.mode}-{a.trials}.json").write_text(json.dumps(info))
@@ -198,9 +197,10 @@ def run_mode(a: argparse.Namespace) -> None:
 
 # ---- the orchestrator ---------------------------------------------------------------------------------------------
 def summarise(info: dict) -> dict:
-    """Median and minimum over the later half of the samples with all N trial workers alive, and the peak."""
+    """Median over the later half of the samples with all N trials running (before any ended), and the peak."""
     n = info["trials"]
-    full = [s for s in info["samples"] if len(s["workers"]) >= n and s["store"] is not None]
+    end = info["first_trial_end"] or float("inf")  # after a trial ends its worker idles, data released
+    full = [s for s in info["samples"] if len(s["workers"]) >= n and s["store"] is not None and s["t"] < end - 1]
     if not full:
         raise SystemExit(f"{info['mode']}: never saw {n} trial workers at once; see its log")
     full = full[len(full) // 2 :]  # the later half: workers set up (imports, data loading in per-trial mode)
@@ -212,7 +212,7 @@ def summarise(info: dict) -> dict:
     return {
         "uss": statistics.median(tot(s, "uss") for s in full), "pss": statistics.median(tot(s, "pss") for s in full),
         "rss": statistics.median(tot(s, "rss") for s in full), "store": statistics.median(s["store"] for s in full),
-        "held": statistics.median(held), "floor_held": min(held),
+        "held": statistics.median(held),
         "peak_held": max(tot(s, "uss") + (s["store"] or 0) for s in info["samples"] if s["workers"]),
         "driver_uss": statistics.median(s["driver_uss"] for s in full),
         "samples": len(full), "wall_s": info["wall_s"], "epochs": info["epochs"],
@@ -248,12 +248,12 @@ def main(argv: list[str] | None = None) -> None:
         cpus = info["cpus_per_trial"]
         print(f"\nN={n} trials x {cpus:g} CPU; dataset = the val stage the trials use, {mib(size)} "
               f"(full AWA2 features {mib(info['full_features_bytes'])})")
-        print(f"  {'mode':10s} {'workers USS':>12s} {'+ store':>10s} {'= held':>10s} {'min held':>10s} "
-              f"{'peak held':>10s} {'copies':>7s} {'workers PSS':>12s} {'driver USS':>11s} {'wall':>7s}")
+        print(f"  {'mode':10s} {'workers USS':>12s} {'+ store':>10s} {'= held':>10s} {'peak held':>10s} "
+              f"{'copies':>7s} {'workers PSS':>12s} {'driver USS':>11s} {'wall':>7s}")
         for mode, r in rows.items():
             copies = "" if mode == "base" else f"{(r['held'] - base) / size:.2f}"
             print(f"  {mode:10s} {mib(r['uss']):>12s} {mib(r['store']):>10s} {mib(r['held']):>10s} "
-                  f"{mib(r['floor_held']):>10s} {mib(r['peak_held']):>10s} {copies:>7s} {mib(r['pss']):>12s} {mib(r['driver_uss']):>11s} "
+                  f"{mib(r['peak_held']):>10s} {copies:>7s} {mib(r['pss']):>12s} {mib(r['driver_uss']):>11s} "
                   f"{r['wall_s']:6.0f}s")
         sh, pt = rows["shared"], rows["per-trial"]
         print(f"  copies of the dataset held by {n} trials: shared {(sh['held'] - base) / size:.2f}, "

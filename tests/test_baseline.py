@@ -39,7 +39,7 @@ def small_synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
         attributes=32,
         images=3000,
         feature_dim=64,
-        difficulty=0.5,
+        difficulty=0.3,
         seed=0,
     )
 

@@ -7,11 +7,11 @@ import copy
 import importlib.metadata
 import re
 import sys
-import tomllib
 from pathlib import Path
 
 import jsonschema
 import pytest
+import tomllib
 import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 

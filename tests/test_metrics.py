@@ -208,9 +208,7 @@ def test_calibration_sweep_matches_gzsl_and_is_monotone() -> None:
     idx = np.linspace(0, res["gammas"].size - 1, 40).round().astype(int)
     for i in idx:
         direct = gzsl(*args, **parts, gamma=float(res["gammas"][i]))
-        assert (res["U"][i], res["S"][i], res["H"][i]) == pytest.approx(
-            (direct["U"], direct["S"], direct["H"])
-        )
+        assert (res["U"][i], res["S"][i], res["H"][i]) == pytest.approx((direct["U"], direct["S"], direct["H"]))
     assert res["best_H"] == pytest.approx(float(np.max(res["H"])))
     assert 0.0 <= res["AUSUC"] <= res["U"][-1] * res["S"][0] <= 1.0
 

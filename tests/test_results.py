@@ -65,3 +65,22 @@ def test_mixed_type_categorical_becomes_string(tmp_path: Path) -> None:
 def test_bad_status_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="status must be one of"):
         ResultsSink(tmp_path, metric="H").end_trial("a", status="exploded")
+
+
+def test_checkpoint_pruner_keeps_newest_and_recent(tmp_path: Path) -> None:
+    import os
+    import time
+    from types import SimpleNamespace
+
+    from zsltune.sweep.callbacks import CheckpointPruner
+
+    now = time.time()
+    for i, age in enumerate([500, 400, 300, 10, 5]):  # checkpoint_000000 is the oldest
+        d = tmp_path / f"checkpoint_{i:06d}"
+        d.mkdir()
+        os.utime(d, (now - age, now - age))
+    CheckpointPruner(keep=2, min_age_s=60).on_checkpoint(0, [], SimpleNamespace(path=str(tmp_path)), None)
+    # the newest two stay; of the rest, only those younger than 60 s (none here but 000003) survive
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_000003", "checkpoint_000004"]
+    CheckpointPruner(keep=1, min_age_s=60).on_checkpoint(0, [], SimpleNamespace(path=str(tmp_path)), None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_000003", "checkpoint_000004"]  # 000003 is young

@@ -24,7 +24,7 @@ def test_run_py_works_as_a_plain_script_from_another_directory(tmp_path: Path) -
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
-        (["--space", "nosuch"], "--space nosuch: unknown search space; valid spaces: crnet"),
+        (["--space", "nosuch"], "--space nosuch: unknown search space; valid spaces: "),
         (["--space", "linear", "--sampler", "sa"], "--sampler sa: unknown sampler"),
         (["--space", "linear", "--set", "lr"], "--set lr: expected NAME=VALUE"),
         (["--space", "linear", "--dataset", "NOPE", "--data-root", "/nonexistent"], "--dataset NOPE: not found"),

@@ -10,6 +10,7 @@ import json
 import sys
 from collections.abc import Sequence
 
+from analysis.cli import add_analyze_parser
 from zsltune.errors import ZsltuneError
 from zsltune.run import add_run_parser
 
@@ -18,7 +19,14 @@ def _data_synth(args: argparse.Namespace) -> int:
     from zsltune.data import synth_fresh, synth_like
 
     if args.like is not None:
-        out = synth_like(args.like, args.out, seed=args.seed, difficulty=args.difficulty, feature_dim=args.dim)
+        out = synth_like(
+            args.like,
+            args.out,
+            seed=args.seed,
+            difficulty=args.difficulty,
+            feature_dim=args.dim,
+            captions=args.captions,
+        )
     else:
         out = synth_fresh(
             args.out,
@@ -28,8 +36,9 @@ def _data_synth(args: argparse.Namespace) -> int:
             seed=args.seed,
             difficulty=args.difficulty,
             feature_dim=args.dim,
+            captions=args.captions,
         )
-    print(f"wrote {out / 'res101.mat'}")
+    print(f"wrote {out / 'res101.mat'}" + (f" and {out / 'text_c10'}" if args.captions else ""))
     return 0
 
 
@@ -60,6 +69,7 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--dim", type=int, default=2048, help="feature dimension (ResNet-101: 2048)")
     s.add_argument("--difficulty", type=float, default=1.0, help="scales per-image jitter and noise")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--captions", action="store_true", help="also write synthetic per-image captions (text_c10 layout)")
     s.set_defaults(func=_data_synth)
     c = dsub.add_parser("check", help="load a dataset directory and print a JSON summary")
     c.add_argument("dir")
@@ -72,9 +82,10 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="zsltune", description="Hyperparameter search for zero-shot learning.")
     p.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
-    sub = p.add_subparsers(dest="cmd", required=True, metavar="{run,data}")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="{run,data,analyze}")
     _add_data(sub)
     add_run_parser(sub)
+    add_analyze_parser(sub)
     return p
 
 

@@ -27,6 +27,8 @@ TRIAL_COLUMNS = (
     "seed",
     "status",
     "error",
+    "failures",
+    "last_failure",
     "epochs",
     "best_epoch",
     "wall_s",
@@ -39,13 +41,13 @@ EPOCH_COLUMNS = ("trial_id", "epoch", "wall_s", "epoch_s", "device_s", "timestam
 STATUSES = ("running", "completed", "stopped", "failed")
 
 
-def _write_atomic(df: pd.DataFrame, path: Path) -> None:
+def write_atomic(df: pd.DataFrame, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     df.to_parquet(tmp, index=False)
     os.replace(tmp, path)
 
 
-def _clean(v: Any) -> Any:
+def clean_value(v: Any) -> Any:
     """Parquet-friendly scalars: numpy scalars to Python, containers to strings."""
     if hasattr(v, "item") and callable(v.item):
         try:
@@ -61,7 +63,12 @@ def _finite(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _uniform(df: pd.DataFrame) -> pd.DataFrame:
+def _count(v: Any) -> int:
+    """A stored count, 0 where absent (a row from before the column existed reads back as None or NaN)."""
+    return int(v) if _finite(v) else 0
+
+
+def uniform_columns(df: pd.DataFrame) -> pd.DataFrame:
     """Columns mixing value types (a categorical of 0 and "auto") become strings, so Arrow can store them."""
     for col in [c for c in df.columns if df[c].dtype == object]:
         kinds = {type(v) for v in df[col] if v is not None and not (isinstance(v, float) and math.isnan(v))}
@@ -102,23 +109,24 @@ class ResultsSink:
 
     def start_trial(self, trial_id: str, *, config: dict[str, Any], **fields: Any) -> None:
         row = self.trials.setdefault(trial_id, {"trial_id": trial_id, "started_at": time.time(), "epochs": 0})
-        row.update({k: _clean(v) for k, v in fields.items()})
-        row.update({f"config/{k}": _clean(v) for k, v in config.items()})
+        row.update({k: clean_value(v) for k, v in fields.items()})
+        row.update({f"config/{k}": clean_value(v) for k, v in config.items()})
         row["status"] = "running"
         row["error"] = None
+        row["failures"] = _count(row.get("failures"))
         self._dirty = True
 
     def add_epoch(self, trial_id: str, epoch: int, metrics: dict[str, Any]) -> None:
         """Upsert the row of one trial-epoch and refresh the trial's best/last columns."""
         row = {"trial_id": trial_id, "epoch": int(epoch)}
-        row.update({k: _clean(v) for k, v in metrics.items() if k not in row})
+        row.update({k: clean_value(v) for k, v in metrics.items() if k not in row})
         self.epochs[(trial_id, int(epoch))] = row
         self._by_trial.setdefault(trial_id, {})[int(epoch)] = row
         trial = self.trials.setdefault(trial_id, {"trial_id": trial_id, "started_at": time.time()})
         self._refresh(trial)
         for key in ("wall_s", "device_s", "node"):
             if key in metrics:
-                trial[key] = _clean(metrics[key])
+                trial[key] = clean_value(metrics[key])
         self._dirty = True
 
     def _refresh(self, trial: dict[str, Any]) -> None:
@@ -143,17 +151,29 @@ class ResultsSink:
         row.update(status=status, error=error, ended_at=time.time())
         self._dirty = True
 
+    def record_failure(self, trial_id: str, reason: str) -> None:
+        """One failed attempt of a trial, retried or final: ``failures`` += 1, ``last_failure`` = its reason.
+
+        ``error`` stays for the terminal failure (:meth:`end_trial`); a trial that failed, was retried and then
+        completed keeps ``error`` empty and tells its story in ``failures`` and ``last_failure``.
+        """
+        row = self.trials.setdefault(trial_id, {"trial_id": trial_id})
+        row["failures"] = _count(row.get("failures")) + 1
+        row["last_failure"] = reason
+        self._dirty = True
+
     def frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         trials = pd.DataFrame(list(self.trials.values()))
         for col in TRIAL_COLUMNS:
             if col not in trials:
                 trials[col] = None
-        trials = _uniform(trials[list(TRIAL_COLUMNS) + sorted(c for c in trials if c not in TRIAL_COLUMNS)])
+        trials["failures"] = [_count(v) for v in trials["failures"]]
+        trials = uniform_columns(trials[list(TRIAL_COLUMNS) + sorted(c for c in trials if c not in TRIAL_COLUMNS)])
         epochs = pd.DataFrame(sorted(self.epochs.values(), key=lambda r: (r["trial_id"], r["epoch"])))
         for col in EPOCH_COLUMNS:
             if col not in epochs:
                 epochs[col] = None
-        epochs = _uniform(epochs[list(EPOCH_COLUMNS) + sorted(c for c in epochs if c not in EPOCH_COLUMNS)])
+        epochs = uniform_columns(epochs[list(EPOCH_COLUMNS) + sorted(c for c in epochs if c not in EPOCH_COLUMNS)])
         return trials, epochs
 
     def flush(self, *, force: bool = False) -> bool:
@@ -163,8 +183,8 @@ class ResultsSink:
             return False
         t0 = time.perf_counter()
         trials, epochs = self.frames()
-        _write_atomic(epochs, self.epochs_path)
-        _write_atomic(trials, self.trials_path)
+        write_atomic(epochs, self.epochs_path)
+        write_atomic(trials, self.trials_path)
         self.write_s += time.perf_counter() - t0
         self._dirty, self._last_flush = False, now
         return True

@@ -80,10 +80,22 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("resources")
     g.add_argument("--cpus-per-trial", type=float, default=1.0)
     g.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractions pack trials on a GPU, e.g. 0.25")
+    g.add_argument(
+        "--memory-per-trial",
+        type=float,
+        metavar="GB",
+        help="host memory per trial: Ray schedules trials by it and a trial allocating more fails as out of memory "
+        "(retried, reason recorded); default: no cap",
+    )
     g.add_argument("--max-concurrent", type=int, help="trials at once (default: what the resources allow)")
     g.add_argument("--max-failures", type=int, default=2, help="retries of a failed trial from its checkpoint")
     g.add_argument("--checkpoint-every", type=int, default=1, help="epochs between checkpoints (default 1)")
-    g.add_argument("--address", help="an existing Ray cluster ('auto' or host:port); default: a local Ray")
+    g.add_argument(
+        "--address",
+        help="the Ray cluster to join: 'auto', host:port or ray://...; 'local' forces a private local Ray. Default: "
+        "$RAY_ADDRESS if set, else the cluster a 'ray start' on this machine recorded if it is alive (a cluster's "
+        "head node, where 'ray submit' runs this script), else a private local Ray",
+    )
     g = p.add_argument_group("results")
     g.add_argument("--name", help="sweep name (default METHOD-DATASET-STAGE-TIME)")
     g.add_argument("--storage", help="results folder (default: $ZSLTUNE_RESULTS or ~/zsltune_results)")
@@ -108,6 +120,7 @@ def _run(args: argparse.Namespace) -> int:
         grace_period=args.grace_period,
         cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial,
+        memory_per_trial=args.memory_per_trial,
         max_concurrent=args.max_concurrent,
         time_budget=args.time_budget,
         name=args.name,

@@ -16,7 +16,7 @@ from zsltune.methods import GZSL_KEYS, Trainer, get_method, list_methods
 from zsltune.space import available_spaces, load_space
 
 #: shrink the sizes that only cost time, so each method runs in a second on the tiny dataset
-TINY_SIZES = {"hidden": 32, "batch_size": 32}
+TINY_SIZES = {"hidden": 32, "batch_size": 32, "embed_dim": 32, "lstm_units": 16, "filters": 8, "word_dim": 16}
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +42,9 @@ def test_method_contract(name: str, stage) -> None:
     assert losses and all(isinstance(v, float) and math.isfinite(v) for v in losses.values())
     assert trainer.epoch == 1
     metrics = trainer.evaluate()
-    assert tuple(sorted(metrics)) == tuple(sorted(GZSL_KEYS))
-    assert all(isinstance(v, float) and 0.0 <= v <= 1.0 for v in metrics.values()), metrics
+    assert set(GZSL_KEYS) <= set(metrics)  # a method may report more (e.g. CLAREL's α sweep, recall@k)
+    assert all(isinstance(v, float) and math.isfinite(v) for v in metrics.values()), metrics
+    assert all(0.0 <= metrics[k] <= 1.0 for k in GZSL_KEYS), metrics
 
     # a checkpoint round trip resumes bit-identically
     state = copy.deepcopy(trainer.state_dict())  # state_dict() aliases live tensors; a checkpoint is a copy

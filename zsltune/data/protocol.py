@@ -48,6 +48,12 @@ class StageData:
     index_train: np.ndarray  # (N_tr,) row in res101.mat, for provenance and leak checks
     index_seen: np.ndarray
     index_unseen: np.ndarray
+    # per-image text, only where the stage was loaded with text (zsltune.data.text): the same rows as x_*
+    tokens_train: np.ndarray | None = None  # (N_tr, S, L) int32 token ids, 0 = padding
+    tokens_seen: np.ndarray | None = None  # (N_s, S, L)
+    tokens_unseen: np.ndarray | None = None  # (N_u, S, L)
+    vocab_size: int = 0
+    word_vectors: np.ndarray | None = None  # (vocab_size, W) float32 frozen word vectors, or None
 
     @property
     def num_classes(self) -> int:
@@ -126,6 +132,16 @@ def build_stage(ds: Dataset, stage: Stage, *, val_share: float = 0.2, seed: int 
         return ds.features[idx], remap[ds.labels[idx]]  # (n, D) copy, (n,)
 
     (x_tr, y_tr), (x_s, y_s), (x_u, y_u) = rows(idx_train), rows(idx_seen), rows(idx_unseen)
+    tok = ds.tokens
+    text: dict[str, Any] = {}
+    if tok is not None:  # copies of the stage's own rows, like the features
+        text = {
+            "tokens_train": tok[idx_train],
+            "tokens_seen": tok[idx_seen],
+            "tokens_unseen": tok[idx_unseen],
+            "vocab_size": len(ds.vocab) if ds.vocab is not None else int(tok.max()) + 1,
+            "word_vectors": ds.word_vectors,
+        }
     return StageData(
         dataset=ds.name,
         stage=stage,
@@ -144,4 +160,5 @@ def build_stage(ds: Dataset, stage: Stage, *, val_share: float = 0.2, seed: int 
         index_train=idx_train,
         index_seen=idx_seen,
         index_unseen=idx_unseen,
+        **text,
     )

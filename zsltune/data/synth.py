@@ -9,7 +9,8 @@ explain, and per-image variation::
 
 ``u_y`` (one random vector per class) is what real classes have beyond their attributes: it keeps seen classes
 well separated (as ResNet features are) while making unseen ones only partly predictable from attributes. ``j``
-(attribute jitter), ``k`` (per-image hidden variation) and ``n`` (feature noise) scale with ``difficulty``. At
+(attribute jitter), ``k`` (per-image hidden variation), ``n`` (feature noise) and the scale of ``u`` grow with
+``difficulty`` (1, 4, 1 and 1 at difficulty 1). At
 difficulty 1 on synthetic AWA2's test stage, a nearest-class-mean classifier gets seen accuracy ~0.99 and the
 closed-form ridge baseline (:mod:`zsltune.baseline`) ZSL top-1 ~0.50, U ~0.20, S ~0.71, H ~0.31: close to linear
 baselines on the real features (ESZSL: ZSL 0.59, U 0.06, S 0.78), with room for methods to show what they add.
@@ -44,8 +45,14 @@ def synth_features(
     hidden: int = 512,
     difficulty: float = 1.0,
     chunk: int = 8192,
-) -> np.ndarray:
-    """Features (N, D) float32 for ``labels`` (N,) from class ``attributes`` (C, P)."""
+    return_image_attributes: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Features (N, D) float32 for ``labels`` (N,) from class ``attributes`` (C, P).
+
+    ``return_image_attributes=True`` also returns the per-image attribute vectors ``a_img = z_y + j·ε`` (N, P)
+    float32 the features were made from (synthetic captions are written from them); the random stream, and so
+    the features, are the same either way.
+    """
     if difficulty < 0:
         raise DataError(f"difficulty must be >= 0, got {difficulty}")
     rng = np.random.default_rng(seed)
@@ -55,17 +62,20 @@ def synth_features(
     p = z.shape[1]
     w1 = (rng.standard_normal((p, hidden)) / np.sqrt(p)).astype(np.float32)  # (P, H)
     w2 = (rng.standard_normal((hidden, feature_dim)) * (1.5 / np.sqrt(hidden))).astype(np.float32)  # (H, D)
-    u = rng.standard_normal((z.shape[0], hidden)).astype(np.float32)  # (C, H) class part beyond attributes
-    jitter, spread, noise = (np.float32(f * difficulty) for f in (1.0, 4.0, 1.0))
+    jitter, spread, noise, own = (np.float32(f * difficulty) for f in (1.0, 4.0, 1.0, 1.0))
+    u = own * rng.standard_normal((z.shape[0], hidden)).astype(np.float32)  # (C, H) class part beyond attributes
     out = np.empty((labels.shape[0], feature_dim), dtype=np.float32)
+    img_att = np.empty((labels.shape[0], p), dtype=np.float32) if return_image_attributes else None
     for s in range(0, labels.shape[0], chunk):
         y = labels[s : s + chunk]
         a_img = z[y] + jitter * rng.standard_normal((y.shape[0], p), dtype=np.float32)  # (n, P)
+        if img_att is not None:
+            img_att[s : s + chunk] = a_img
         h = a_img @ w1 + u[y] + spread * rng.standard_normal((y.shape[0], hidden), dtype=np.float32)  # (n, H)
         x = np.tanh(h) @ w2  # (n, D)
         x += np.float32(noise) * rng.standard_normal(x.shape, dtype=np.float32)
         np.maximum(x, 0.0, out=out[s : s + chunk])
-    return out
+    return (out, img_att) if img_att is not None else out
 
 
 def _assign(locs: np.ndarray, classes: np.ndarray, rng: np.random.Generator, weights: np.ndarray) -> np.ndarray:
@@ -102,9 +112,18 @@ def _write(out: Path, features: np.ndarray, labels: np.ndarray, image_files: lis
 
 
 def synth_like(
-    like: str | Path, out: str | Path, *, seed: int = 0, difficulty: float = 1.0, feature_dim: int = 2048
+    like: str | Path,
+    out: str | Path,
+    *,
+    seed: int = 0,
+    difficulty: float = 1.0,
+    feature_dim: int = 2048,
+    captions: bool = False,
 ) -> Path:
-    """Write a dataset directory ``out`` around the real class side in ``like`` (att_splits.mat, class lists)."""
+    """Write a dataset directory ``out`` around the real class side in ``like`` (att_splits.mat, class lists).
+
+    ``captions``: also write synthetic per-image captions (``out/text_c10``, :mod:`zsltune.data.text`).
+    """
     like, out = Path(like).expanduser(), Path(out).expanduser()
     att_path = like / "att_splits.mat"
     splits = _loadmat(att_path)
@@ -144,7 +163,7 @@ def synth_like(
     labels[locs["test_unseen_loc"]] = _assign(locs["test_unseen_loc"], unseen, rng, weights[unseen])
     if (labels < 0).any():  # images in no split (none in the real files): give them any class
         labels[labels < 0] = rng.choice(n_cls, size=int((labels < 0).sum()))
-    features = synth_features(att, labels, seed=seed + 1, feature_dim=feature_dim, difficulty=difficulty)
+    features, img_att = _features(att, labels, seed=seed + 1, feature_dim=feature_dim, difficulty=difficulty)
     image_files = [f"synthetic/{names[c]}/{i + 1:06d}.jpg" for i, c in enumerate(labels)]
 
     if out.resolve() != like.resolve():
@@ -153,7 +172,20 @@ def synth_like(
             if (like / f).is_file():
                 shutil.copyfile(like / f, out / f)
     _write(out, features, labels, image_files)
+    if captions:
+        _captions(out, image_files, img_att, seed=seed + 2)
     return out
+
+
+def _features(att: np.ndarray, labels: np.ndarray, **kw: float) -> tuple[np.ndarray, np.ndarray]:
+    features, img_att = synth_features(att, labels, return_image_attributes=True, **kw)  # type: ignore[misc,arg-type]
+    return features, img_att
+
+
+def _captions(out: Path, image_files: list[str], img_att: np.ndarray, *, seed: int) -> None:
+    from zsltune.data.text import write_synth_captions
+
+    write_synth_captions(out, image_files, img_att, seed=seed)
 
 
 def synth_fresh(
@@ -166,8 +198,12 @@ def synth_fresh(
     difficulty: float = 1.0,
     feature_dim: int = 2048,
     unseen_share: float = 0.2,
+    captions: bool = False,
 ) -> Path:
-    """Write a fully synthetic dataset directory (class side and features) with ``classes`` classes."""
+    """Write a fully synthetic dataset directory (class side and features) with ``classes`` classes.
+
+    ``captions``: also write synthetic per-image captions (``out/text_c10``, :mod:`zsltune.data.text`).
+    """
     import scipy.io
 
     if classes < 4 or attributes < 1 or images < 2 * classes:
@@ -215,8 +251,11 @@ def synth_fresh(
     }
     for fname, ids in lists.items():
         (out / fname).write_text("".join(f"{names[i]}\n" for i in ids), encoding="utf-8")
-    features = synth_features(att, labels, seed=seed + 1, feature_dim=feature_dim, difficulty=difficulty)
-    _write(out, features, labels, [f"synthetic/{names[c]}/{i + 1:06d}.jpg" for i, c in enumerate(labels)])
+    features, img_att = _features(att, labels, seed=seed + 1, feature_dim=feature_dim, difficulty=difficulty)
+    image_files = [f"synthetic/{names[c]}/{i + 1:06d}.jpg" for i, c in enumerate(labels)]
+    _write(out, features, labels, image_files)
+    if captions:
+        _captions(out, image_files, img_att, seed=seed + 2)
     return out
 
 
@@ -224,15 +263,19 @@ def cache_dir() -> Path:
     return Path(os.environ.get("ZSLTUNE_CACHE", Path.home() / ".cache" / "zsltune")).expanduser()
 
 
-def cached_synth_like(like: str | Path, *, seed: int = 0, difficulty: float = 1.0) -> Path:
-    """``synth_like`` into the cache, keyed by the class side's bytes and the generator's arguments."""
+def cached_synth_like(like: str | Path, *, seed: int = 0, difficulty: float = 1.0, captions: bool = False) -> Path:
+    """``synth_like`` into the cache, keyed by the class side's bytes and the generator's arguments.
+
+    ``captions``: make sure the entry has synthetic captions too (an entry made without them is regenerated,
+    bit-identically, with them).
+    """
     like = Path(like).expanduser()
     h = hashlib.sha1((like / "att_splits.mat").read_bytes())
     for f in ("sent_splits.mat", *CLASS_LISTS):  # copied into the cache entry, so part of its key
         if (like / f).is_file():
             h.update(f.encode() + (like / f).read_bytes())
-    h.update(f"{seed}:{difficulty}:v3".encode())
+    h.update(f"{seed}:{difficulty}:v4".encode())
     out = cache_dir() / "synth" / f"{like.name}-{h.hexdigest()[:12]}"
-    if not (out / "res101.mat").is_file():
-        synth_like(like, out, seed=seed, difficulty=difficulty)
+    if not (out / "res101.mat").is_file() or (captions and not (out / "text_c10").is_dir()):
+        synth_like(like, out, seed=seed, difficulty=difficulty, captions=captions)
     return out

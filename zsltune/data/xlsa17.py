@@ -46,6 +46,10 @@ class Dataset:
     val_classes: np.ndarray  # val protocol: pseudo-unseen classes (the rest of seen)
     synthetic: bool = False
     image_files: list[str] | None = field(default=None, repr=False)
+    # per-image text (zsltune.data.text), attached by load_stage(text=...) for methods that need it
+    tokens: np.ndarray | None = field(default=None, repr=False)  # (N, S, L) int32 token ids, 0 = padding
+    vocab: list[str] | None = field(default=None, repr=False)  # (V,) words of the token ids
+    word_vectors: np.ndarray | None = field(default=None, repr=False)  # (V, W) float32 frozen vectors, or None
 
     @property
     def num_images(self) -> int:

@@ -27,12 +27,22 @@ class TrialDiverged(RuntimeError):
     """A loss became NaN or inf; the trial ends as failed with this reason."""
 
 
+class TrialOutOfMemory(RuntimeError):
+    """The trial ran out of memory (host or CUDA); the one-line reason names the device and the cap.
+
+    Raised by the sweep's trainable in place of ``MemoryError``, torch's CPU allocator error or
+    ``torch.cuda.OutOfMemoryError``; Tune retries the trial (``--max-failures``) and records the reason.
+    """
+
+
 class Trainer(ABC):
     name: ClassVar[str] = ""
     #: hyperparameters and the paper's defaults; a config may set only these keys
     defaults: ClassVar[dict[str, Any]] = {}
     #: the metric a sweep optimises unless the space says otherwise
     metric: ClassVar[str] = "H"
+    #: the method trains on per-image text: the sweep loads the stage with ``text=True`` (StageData.tokens_*)
+    needs_text: ClassVar[bool] = False
 
     def __init__(
         self,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -66,8 +68,15 @@ class ParquetCallback(tune.Callback):
         self.sink.flush(force=True)
         self._progress(trials, force=True)
 
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """A failed attempt Tune retries (``--max-failures``), e.g. a lost node or an out-of-memory trial."""
+        self.sink.record_failure(trial.trial_id, error_line(trial))
+        self.sink.flush(force=True)
+
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.sink.end_trial(trial.trial_id, status="failed", error=_error_line(trial))
+        reason = error_line(trial)
+        self.sink.record_failure(trial.trial_id, reason)
+        self.sink.end_trial(trial.trial_id, status="failed", error=reason)
         self.sink.flush(force=True)
         self._progress(trials, force=True)
 
@@ -115,7 +124,7 @@ _RAY_NOISE = {
 }
 
 
-def _error_line(trial: Any) -> str:
+def error_line(trial: Any) -> str:
     """The exception line of a failed trial, e.g. "zsltune...TrialDiverged: loss 'loss' is nan ..."."""
     text = ""
     try:  # the driver writes the error file locally before calling back; storage gets it later
@@ -136,3 +145,27 @@ def best_row(rows: list[dict[str, Any]], metric: str, mode: str) -> dict[str, An
     if not scored:
         return None
     return (max if mode == "max" else min)(scored, key=lambda r: r[key])
+
+
+class CheckpointPruner(tune.Callback):
+    """Keeps each trial's newest ``keep`` checkpoints and deletes older ones once they are ``min_age_s`` old.
+
+    Ray's own ``num_to_keep`` deletes a checkpoint as soon as a newer one registers, but a driver that dies before
+    its next experiment snapshot leaves a state that still points at the deleted one, and ``--resume`` then fails
+    the trial ("Could not recover from checkpoint"). The experiment state is snapshotted at least every
+    ``TUNE_GLOBAL_CHECKPOINT_S`` (the runner sets 10 s), so a checkpoint older than ``min_age_s`` is one no snapshot
+    still needs. PBT clones a leader's checkpoint seconds after choosing it, which the same age rule covers.
+    """
+
+    def __init__(self, *, keep: int = 2, min_age_s: float = 60.0) -> None:
+        self.keep, self.min_age_s = keep, min_age_s
+
+    def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any) -> None:
+        trial_dir = Path(trial.path) if getattr(trial, "path", None) else None
+        if trial_dir is None or not trial_dir.is_dir():
+            return
+        now = time.time()
+        for old in sorted(trial_dir.glob("checkpoint_*"))[: -self.keep]:
+            with contextlib.suppress(OSError):
+                if now - old.stat().st_mtime > self.min_age_s:
+                    shutil.rmtree(old, ignore_errors=True)

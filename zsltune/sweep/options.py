@@ -37,6 +37,7 @@ class SweepOptions:
     grace_period: int | None = None
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
+    memory_per_trial: float | None = None  # GB of host memory per trial: a cap and a Ray resource
     max_concurrent: int | None = None
     time_budget: float | None = None
     name: str | None = None
@@ -61,6 +62,7 @@ class TrialSpec:
     gpus_per_trial: float
     checkpoint_every: int
     overrides: dict[str, Any]
+    memory_per_trial: float | None = None  # GB; None: no cap
 
 
 @dataclass
@@ -89,6 +91,10 @@ def _check_options(o: SweepOptions, space: SearchSpace, trainer_cls: type[Traine
         (o.num_samples >= 1, f"--num-samples must be >= 1, got {o.num_samples}"),
         (o.cpus_per_trial > 0, f"--cpus-per-trial must be > 0, got {o.cpus_per_trial}"),
         (o.gpus_per_trial >= 0, f"--gpus-per-trial must be >= 0, got {o.gpus_per_trial}"),
+        (
+            o.memory_per_trial is None or o.memory_per_trial > 0,
+            f"--memory-per-trial must be > 0 GB, got {o.memory_per_trial}",
+        ),
         (
             o.gpus_per_trial <= 1 or float(o.gpus_per_trial).is_integer(),
             f"--gpus-per-trial above 1 must be a whole number, got {o.gpus_per_trial}",

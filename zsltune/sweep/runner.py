@@ -14,9 +14,11 @@ from ray.tune.search import BasicVariantGenerator, Searcher
 
 from zsltune.data import StageData, load_stage
 from zsltune.errors import ConfigError
+from zsltune.methods import get_method
 from zsltune.results import ResultsSink
 from zsltune.space import SearchSpace
-from zsltune.sweep.callbacks import ParquetCallback, best_row
+from zsltune.sweep.address import resolve_address
+from zsltune.sweep.callbacks import CheckpointPruner, ParquetCallback, best_row
 from zsltune.sweep.options import SweepOptions, SweepResult, TrialSpec, prepare, save_options
 from zsltune.sweep.search import PruneAwareOptunaSearch, make_sampler, make_scheduler, tune_domain
 from zsltune.sweep.trial import run_trial
@@ -30,7 +32,8 @@ def run_sweep(o: SweepOptions) -> SweepResult:
     """Run (or resume) one sweep and return where its results are."""
     o, space, sweep_dir, metrics = prepare(o)
     multi = len(metrics) > 1
-    data = load_stage(o.dataset, o.stage, data_root=o.data_root, attributes=o.attributes, seed=o.seed)  # type: ignore[arg-type]
+    text = True if get_method(space.method).needs_text else None  # per-image captions, e.g. CLAREL
+    data = load_stage(o.dataset, o.stage, data_root=o.data_root, attributes=o.attributes, seed=o.seed, text=text)  # type: ignore[arg-type]
     assert o.max_epochs is not None and o.grace_period is not None
     spec = TrialSpec(
         method=space.method,
@@ -40,13 +43,15 @@ def run_sweep(o: SweepOptions) -> SweepResult:
         gpus_per_trial=o.gpus_per_trial,
         checkpoint_every=o.checkpoint_every,
         overrides=o.overrides,
+        memory_per_trial=o.memory_per_trial,
     )
     started_ray = not ray.is_initialized()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our own progress lines instead of Ray's tables
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "10")  # experiment snapshots at least this often
     if started_ray:
         ray.init(
-            address=o.address,
+            address=resolve_address(o.address),  # None: Ray's default joins a live `ray start` cluster
             include_dashboard=False,
             logging_level="ERROR",
             log_to_driver=False,
@@ -73,18 +78,27 @@ def _fit(
             f"--gpus-per-trial {o.gpus_per_trial}: the Ray cluster has "
             f"{ray.cluster_resources().get('GPU', 0):g} GPUs; use --gpus-per-trial 0 or --address"
         )
+    memory = int(o.memory_per_trial * 1024**3) if o.memory_per_trial else 0  # bytes, Ray's unit
+    if memory and ray.cluster_resources().get("memory", 0) < memory:
+        raise ConfigError(
+            f"--memory-per-trial {o.memory_per_trial:g}: the Ray cluster has "
+            f"{ray.cluster_resources().get('memory', 0) / 1024**3:.1f} GB of memory for tasks; lower it"
+        )
     cpus = ray.cluster_resources().get("CPU", 1)
     slots = cpus / o.cpus_per_trial
     if o.gpus_per_trial > 0:
         slots = min(slots, ray.cluster_resources().get("GPU", 0) / o.gpus_per_trial)
+    if memory:
+        slots = min(slots, ray.cluster_resources().get("memory", 0) / memory)
     max_concurrent = o.max_concurrent or max(1, int(slots))  # ray#46965: a searcher without it runs one at a time
     sched_metric = space.metric if multi else metrics[0]
     mode = space.mode
     modes: Any = [mode] * len(metrics) if multi else mode
 
-    trainable = tune.with_resources(
-        tune.with_parameters(run_trial, data=data, spec=spec), {"cpu": o.cpus_per_trial, "gpu": o.gpus_per_trial}
-    )
+    resources = {"cpu": o.cpus_per_trial, "gpu": o.gpus_per_trial}
+    if memory:  # the scheduler packs trials by it; run_trial enforces it as a cap
+        resources["memory"] = memory
+    trainable = tune.with_resources(tune.with_parameters(run_trial, data=data, spec=spec), resources)
     meta = {
         "sweep": sweep_dir.name,
         "method": space.method,
@@ -158,9 +172,8 @@ def _fit(
                 name=sweep_dir.name,
                 storage_path=str(sweep_dir.parent),
                 failure_config=tune.FailureConfig(max_failures=o.max_failures),
-                # PBT clones a leader's checkpoint some time after choosing it: keep them all there
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=None if o.scheduler == "pbt" else 2),
-                callbacks=[parquet_cb],
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=None),  # CheckpointPruner prunes
+                callbacks=[parquet_cb, CheckpointPruner()],
                 verbose=0,
             ),
         )

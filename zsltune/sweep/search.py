@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from typing import Any
 
@@ -52,6 +53,12 @@ class PruneAwareOptunaSearch(OptunaSearch):
     def __init__(self, *args: Any, max_epochs: int, **kwargs: Any) -> None:
         self.max_epochs = max_epochs
         super().__init__(*args, **kwargs)
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        # after a driver crash the journal can be ahead of the searcher's snapshot: a trial it already closed
+        # may report again on resume; its intermediate values are then history, not news
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+            super().on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         done = result is not None and int(result.get("epoch", 0)) >= self.max_epochs

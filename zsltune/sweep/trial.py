@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -15,10 +18,16 @@ import torch
 from ray import tune
 
 from zsltune.data import StageData
-from zsltune.methods import Trainer, get_method
+from zsltune.methods import Trainer, TrialOutOfMemory, get_method
 from zsltune.sweep.options import TrialSpec
 
+try:
+    import resource
+except ImportError:  # pragma: no cover - not on Windows
+    resource = None  # type: ignore[assignment]
+
 CHECKPOINT_FILE = "trainer.pt"
+GB = 1024**3
 
 
 def _trial_device(spec: TrialSpec) -> torch.device:
@@ -29,12 +38,91 @@ def _trial_device(spec: TrialSpec) -> torch.device:
     return torch.device("cpu")
 
 
+def _vm_data() -> int | None:
+    """This process's private writable memory in bytes (``VmData``): what ``RLIMIT_DATA`` limits."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmData:"):
+                return int(line.split()[1]) * 1024
+    return None
+
+
+@contextlib.contextmanager
+def host_memory_cap(gb: float | None) -> Iterator[bool]:
+    """Let the code inside allocate at most ``gb`` GB of host memory beyond what this process holds now.
+
+    ``RLIMIT_DATA`` (Linux >= 4.7) limits private writable mappings: the heap, torch tensors, numpy arrays,
+    thread stacks. Ray's object store is a shared mapping and CUDA's address-space reservations are not writable,
+    so neither counts (``RLIMIT_AS`` would count both, and a Ray worker maps gigabytes before any trial starts).
+    An allocation past the cap fails inside the trial with ENOMEM (``MemoryError``, or torch's "can't allocate
+    memory"). The previous soft limit comes back on exit, as Tune reuses a worker process for the next trial.
+    Yields whether a cap is in force.
+    """
+    now = _vm_data() if gb is not None and resource is not None else None
+    if now is None or resource is None:
+        if gb is not None:
+            warnings.warn(
+                "--memory-per-trial: no RLIMIT_DATA on this platform; only Ray's scheduling applies", stacklevel=2
+            )
+        yield False
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    cap = now + int(gb * GB)  # type: ignore[operator]
+    for limit in (soft, hard):
+        if limit != resource.RLIM_INFINITY:
+            cap = min(cap, limit)
+    resource.setrlimit(resource.RLIMIT_DATA, (cap, hard))
+    try:
+        yield True
+    finally:
+        resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
+
+
+_HOST_OOM = ("can't allocate memory", "cannot allocate memory", "out of memory")
+
+
+def _alloc_size(text: str) -> str:
+    """ "366.2 MiB" from torch's "you tried to allocate 384000000 bytes", numpy's "Unable to allocate 300. MiB"..."""
+    m = re.search(r"allocate\s+([\d.]+)\s*(bytes|[KMGT]i?B)", text, re.IGNORECASE)
+    if not m:
+        return "an allocation"
+    size, unit = float(m.group(1)), m.group(2)
+    if unit.lower() == "bytes":
+        size, unit = size / 2**20, "MiB"
+    return f"an allocation of {size:.1f} {unit}"
+
+
+def out_of_memory(exc: BaseException, spec: TrialSpec) -> TrialOutOfMemory | None:
+    """A :class:`TrialOutOfMemory` with a one-line reason (device, request, cap) if ``exc`` is out of memory."""
+    text = str(exc)
+    cuda_oom = getattr(torch.cuda, "OutOfMemoryError", ())
+    if isinstance(exc, cuda_oom) or (isinstance(exc, RuntimeError) and "cuda out of memory" in text.lower()):
+        where, total = "cuda", ""
+        with contextlib.suppress(Exception):  # the device as torch numbers it inside CUDA_VISIBLE_DEVICES
+            idx = torch.cuda.current_device()
+            where, total = f"cuda:{idx}", f" of {torch.cuda.get_device_properties(idx).total_memory / GB:.1f} GB"
+        frac = min(1.0, spec.gpus_per_trial) if spec.gpus_per_trial > 0 else 1.0
+        cap = f"the trial's CUDA-memory cap of {frac:.0%}{total} (--gpus-per-trial {spec.gpus_per_trial:g})"
+    elif isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and any(n in text.lower() for n in _HOST_OOM)):
+        where = "host (cpu)"
+        cap = (
+            f"the trial's host-memory cap of {spec.memory_per_trial:g} GB (--memory-per-trial)"
+            if spec.memory_per_trial
+            else "the machine's free memory (no --memory-per-trial cap)"
+        )
+    else:
+        return None
+    return TrialOutOfMemory(f"out of memory on {where}: {_alloc_size(text)} failed past {cap}")
+
+
 def run_trial(config: dict[str, Any], data: StageData, spec: TrialSpec) -> None:
     """The Tune trainable: one trainer, one Tune iteration per epoch, a checkpoint every ``checkpoint_every``.
 
     Keys named ``__x__`` are reserved for the driver and never reach the trainer: ``__seed__`` and ``__max_epochs__``
-    override the spec's seed and epoch count for this trial (analysis reruns: one trial per configuration and seed).
+    override the spec's seed and epoch count for this trial, and a ``__config__`` dict is merged into the config
+    first (analysis reruns: a Tune grid over (configuration, seed), one trial each).
     """
+    config = {**{k: v for k, v in config.items() if k != "__config__"}, **config.get("__config__", {})}
     reserved = {k: v for k, v in config.items() if k.startswith("__") and k.endswith("__")}
     config = {k: v for k, v in config.items() if k not in reserved}
     spec = replace(
@@ -45,6 +133,17 @@ def run_trial(config: dict[str, Any], data: StageData, spec: TrialSpec) -> None:
     torch.set_num_threads(max(1, int(spec.cpus_per_trial)))
     warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
     device = _trial_device(spec)
+    try:
+        with host_memory_cap(spec.memory_per_trial):
+            _train(config, data, spec, device)
+    except (MemoryError, RuntimeError) as exc:  # classified outside the cap, so reporting has memory to work with
+        oom = out_of_memory(exc, spec)
+        if oom is None:
+            raise
+        raise oom from exc
+
+
+def _train(config: dict[str, Any], data: StageData, spec: TrialSpec, device: torch.device) -> None:
     trainer: Trainer = get_method(spec.method)(
         {**config, **spec.overrides}, data, device=device, seed=spec.seed, max_epochs=spec.max_epochs
     )

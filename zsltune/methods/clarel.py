@@ -1,0 +1,379 @@
+"""CLAREL: classification via retrieval loss for zero-shot learning (Oreshkin et al., CVPRW 2020).
+
+Image branch: precomputed feature v (D,) -> Dropout -> Linear(D, E), no nonlinearity. Text branch, per sentence:
+word vectors (frozen where the stage has them, else a trainable embedding) -> 2 residual 1-D conv blocks (3x [conv
+k=3, BN, ReLU], no ReLU after the third; 1x1 conv + BN shortcut; add, ReLU, MaxPool 2) -> BiLSTM -> masked mean over
+time -> Dropout -> Linear(2U, E). An instance's text embedding is the mean over its sentences. With L_ij = -d(z_v,i,
+z_t,j), d Euclidean (not squared, eps inside the sqrt):
+
+    J = (1-κ)[λ J_TR + (1-λ) J_IR] + κ/2 (J_IC + J_TC) + L2      J_TR = mean_i CE(softmax_j L_ij, i), J_IR over i
+
+GZSL: prototype p(y) = mean text embedding of class y; ŷ = argmin_y d_α(z_v, p(y)) with seen distances scaled by
+(1+α). :meth:`CLAREL.evaluate` reports the plain GZSL keys at α = 0 (scores -d, comparable with other methods),
+sweeps α over :data:`ALPHA_GRID` on the stage's own seen/unseen images and reports ``H_alpha``/``U_alpha``/
+``S_alpha`` at the H-best ``alpha_best`` (config ``alpha`` fixes it instead, e.g. a val-chosen α on ``test``), and
+image->text retrieval among the unseen prototype images' captions: ``recall@k`` (a caption of the image's class in
+the k nearest) and ``recall_instance@k`` (one of its own captions).
+
+Decisions where the paper (P), the spec (S, authors' code) or neither settle it:
+- filters 128/256 (P, Appendix D) rather than the code's 256/512; all S sentences of an instance when ``sentences``
+  equals S (P: "All 10 text descriptions are processed"), else a random subset without replacement (the code samples
+  with replacement); mean over sentences taken before the (linear) projection: the same up to where dropout acts.
+- optimiser from S: SGD + momentum, lr ÷10 at 1/3 and 2/3 of training (P: every 50k of 150k batches), scaled to
+  the trial's ``max_epochs`` so every trial of a sweep has the same schedule per epoch (ASHA compares like with
+  like); each gradient tensor clipped to norm ``clip``; L2 (0.5·wd·‖w‖², as SGD weight decay) on conv weights and
+  BN γ/β only (P); BN decay 0.95, eps 1e-6; conv init variance 0.2/(k·C_out) (TF variance_scaling, fan_out), FC Glorot.
+- prototypes (S): up to 100 random images per class: seen classes from the training images' captions, unseen ones
+  from the unseen evaluation images' captions (never their images); the sample is fixed per trial.
+- H = 2us/(u+s) (P's Sec. 1 drops the 2). α grid 0..0.5 step 0.005 (P: 0..0.045; the scale depends on the data).
+- without per-image text (a stage loaded without ``text``) each class gets one pseudo-caption, the ids of its
+  strongest attributes: CLAREL with class-level supervision only (what P compares per-image text against).
+
+Training dynamics: at init the text embeddings barely differ between sentences (synthetic CUB, paper sizes: spread
+~0.09 around their mean, against ~36 for the image embeddings), so every image sees all texts alike, the softmax
+over them is uniform and the retrieval gradients nearly cancel: with κ = 0, J_TR sits at log B for ~900 SGD steps
+(tiny sizes, measured) before it falls. The classification terms (κ > 0) separate the text embeddings sooner.
+P trains 150k steps; a sweep's epoch budget and ASHA's grace period must leave room for this plateau.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from zsltune import metrics
+from zsltune.data.protocol import StageData
+from zsltune.errors import ConfigError
+from zsltune.methods.base import Trainer, TrialDiverged, gzsl_report, register_method
+
+ALPHA_GRID = np.round(np.arange(0, 0.5 + 1e-9, 0.005), 3)  # (G,)
+PROTO_IMAGES = 100  # images per class whose captions make its prototype
+RECALL_KS = (1, 5, 10)
+EPS = 1e-6
+
+
+def euclidean(a: torch.Tensor, b: torch.Tensor, eps: float = EPS) -> torch.Tensor:
+    """d(a_i, b_j) = sqrt(‖a_i - b_j‖² + eps) for a (N, E), b (M, E) -> (N, M)."""
+    a, b = a.float(), b.float()
+    sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None] - 2.0 * (a @ b.T)  # (N, M)
+    return (sq.clamp_min(0.0) + eps).sqrt()
+
+
+def retrieval_losses(zv: torch.Tensor, zt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(J_TR, J_IR) of a batch of paired image (B, E) and text (B, E) embeddings."""
+    logits = -euclidean(zv, zt)  # (B, B): L_ij, image i vs text j
+    target = torch.arange(zv.shape[0], device=zv.device)
+    return F.cross_entropy(logits, target), F.cross_entropy(logits.T, target)
+
+
+def alpha_sweep(
+    d_seen: np.ndarray, y_seen: np.ndarray, d_unseen: np.ndarray, y_unseen: np.ndarray, *, n_seen: int, alphas: Any
+) -> dict[str, np.ndarray]:
+    """Per-class mean U, S, H (G,) of the rule argmin_y d_α for every α of ``alphas`` (G,); distances (n, C)."""
+    alphas = np.asarray(alphas, dtype=np.float64)
+    out = {}
+    for name, d, y in (("S", d_seen, y_seen), ("U", d_unseen, y_unseen)):
+        if not len(y):
+            out[name] = np.full(len(alphas), np.nan)
+            continue
+        d = d.astype(np.float64)
+        ds, du = d[:, :n_seen].min(1), d[:, n_seen:].min(1)  # (n,) nearest seen / unseen prototype
+        pick_seen = (1.0 + alphas[:, None]) * ds[None] <= du[None]  # (G, n): ties go to the seen class (argmin)
+        right = d[:, :n_seen].argmin(1) == y if name == "S" else d[:, n_seen:].argmin(1) + n_seen == y  # (n,)
+        hit = (pick_seen if name == "S" else ~pick_seen) & right[None]  # (G, n)
+        _, inv = np.unique(y, return_inverse=True)
+        k = int(inv.max()) + 1
+        onehot = np.zeros((len(y), k))
+        onehot[np.arange(len(y)), inv] = 1.0 / np.bincount(inv)[inv]  # (n, K): 1/|class| in its class column
+        out[name] = (hit @ onehot).mean(1)  # (G,): per-class mean accuracy
+    u, s = out["U"], out["S"]
+    out["H"] = np.where(u + s > 0, 2 * u * s / np.maximum(u + s, 1e-12), 0.0)
+    return out
+
+
+def class_caption_tokens(attributes: np.ndarray, max_len: int = 30) -> np.ndarray:
+    """(C, 1, L) pseudo-captions: each class's attribute ids (+2) by descending standardised value."""
+    a = attributes.astype(np.float64)
+    z = (a - a.mean(0)) / np.where(a.std(0) > 0, a.std(0), 1.0)
+    return (np.argsort(-z, axis=1, kind="stable")[:, :max_len] + 2).astype(np.int32)[:, None, :]
+
+
+class ResBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(
+            nn.Conv1d(c_in if i == 0 else c_out, c_out, 3, padding=1, bias=False) for i in range(3)
+        )
+        self.bns = nn.ModuleList(nn.BatchNorm1d(c_out, eps=1e-6, momentum=0.05) for _ in range(4))
+        self.shortcut = nn.Conv1d(c_in, c_out, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, C_in, L) -> (N, C_out, L // 2)
+        h = x
+        for i, (conv, bn) in enumerate(zip(self.convs, self.bns, strict=False)):
+            h = bn(conv(h))
+            h = F.relu(h) if i < 2 else h
+        return F.max_pool1d(F.relu(h + self.bns[3](self.shortcut(x))), 2, 2)
+
+
+class TextEncoder(nn.Module):
+    def __init__(
+        self,
+        vocab: int,
+        word_dim: int,
+        filters: int,
+        units: int,
+        embed: int,
+        dropout: float,
+        vectors: np.ndarray | None,
+    ) -> None:
+        super().__init__()
+        if vectors is not None:
+            self.words = nn.Embedding.from_pretrained(torch.as_tensor(vectors, dtype=torch.float32), freeze=True)
+        else:
+            self.words = nn.Embedding(vocab, word_dim, padding_idx=0)
+        self.blocks = nn.Sequential(ResBlock(self.words.embedding_dim, filters), ResBlock(filters, 2 * filters))
+        self.lstm = nn.LSTM(2 * filters, units, batch_first=True, bidirectional=True)
+        self.drop = nn.Dropout(dropout)
+        self.fc = nn.Linear(2 * units, embed)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Instance embeddings (B, E) of tokens (B, K, L): mean over the K sentences."""
+        b, k, length = tokens.shape
+        tok = tokens.reshape(b * k, length)  # (M, L)
+        h = self.blocks(self.words(tok).transpose(1, 2)).transpose(1, 2)  # (M, L', 2F) after two max-pools
+        steps = ((tok != 0).sum(1) + 3).div(4, rounding_mode="floor").clamp(1, h.shape[1])  # (M,) valid L' steps
+        packed = pack_padded_sequence(h, steps.cpu(), batch_first=True, enforce_sorted=False)
+        out, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=h.shape[1])  # (M, L', 2U)
+        feat = out.sum(1) / steps[:, None].to(out.dtype)  # (M, 2U): masked mean over time
+        return self.fc(self.drop(feat.view(b, k, -1).mean(1)))  # (B, E)
+
+
+class CLARELNet(nn.Module):
+    def __init__(
+        self, feature_dim: int, n_seen: int, vocab: int, c: Mapping[str, Any], vectors: np.ndarray | None
+    ) -> None:
+        super().__init__()
+        e = int(c["embed_dim"])
+        self.image = nn.Sequential(nn.Dropout(float(c["dropout"])), nn.Linear(feature_dim, e))
+        self.text = TextEncoder(
+            vocab, int(c["word_dim"]), int(c["filters"]), int(c["lstm_units"]), e, float(c["dropout"]), vectors
+        )
+        self.head_image, self.head_text = nn.Linear(e, n_seen), nn.Linear(e, n_seen)
+        for m in self.modules():
+            if isinstance(m, nn.Conv1d):  # TF variance_scaling(0.2, fan_out): variance 0.2 / (k·C_out)
+                nn.init.normal_(m.weight, 0.0, math.sqrt(0.2 / (m.kernel_size[0] * m.out_channels)))
+            elif isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def decayed(self) -> list[nn.Parameter]:
+        """Conv weights and BN γ/β: the parameters the paper's L2 term covers."""
+        return [
+            p
+            for m in self.text.blocks.modules()
+            if isinstance(m, nn.Conv1d | nn.BatchNorm1d)
+            for p in m.parameters(recurse=False)
+        ]
+
+
+@register_method("clarel")
+class CLAREL(Trainer):
+    """CLAREL on precomputed features and per-image captions; defaults from the paper (Sec. 4, Appendix D)."""
+
+    needs_text: ClassVar[bool] = True
+    metric: ClassVar[str] = "H_alpha"
+    defaults: ClassVar[dict[str, Any]] = {
+        "lambda": 0.5,
+        "kappa": 0.5,
+        "lr": 0.1,
+        "momentum": 0.9,
+        "batch_size": 32,
+        "dropout": 0.25,
+        "l2": 1e-3,
+        "embed_dim": 1024,
+        "lstm_units": 512,
+        "filters": 128,
+        "word_dim": 300,  # trainable embedding only; frozen vectors bring their own width
+        "clip": 1.0,
+        "sentences": 10,
+        "alpha": None,  # None: swept in every evaluation; a number: fixed (e.g. chosen on val)
+        "amp": False,
+    }
+
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        data: StageData,
+        *,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        max_epochs: int = 50,
+    ) -> None:
+        super().__init__(config, data, device=device, seed=seed, max_epochs=max_epochs)
+        c = self.config
+        for key in ("batch_size", "embed_dim", "lstm_units", "filters", "word_dim", "sentences"):
+            v = c[key]
+            if isinstance(v, bool) or not isinstance(v, int | float) or v != int(v) or v < 1:
+                raise ConfigError(f"clarel: {key} must be a positive integer, got {v!r}")
+        for key, lo, hi in (
+            ("lambda", 0, 1),
+            ("kappa", 0, 1),
+            ("dropout", 0, 0.99),
+            ("momentum", 0, 0.999),
+            ("lr", 1e-12, math.inf),
+            ("l2", 0, math.inf),
+            ("clip", 1e-12, math.inf),
+        ):
+            if not (isinstance(c[key], int | float) and lo <= c[key] <= hi):
+                raise ConfigError(f"clarel: {key} must be a number in [{lo:g}, {hi:g}], got {c[key]!r}")
+        if c["alpha"] is not None and not (isinstance(c["alpha"], int | float) and c["alpha"] >= 0):
+            raise ConfigError(f"clarel: alpha must be None (swept) or a number >= 0, got {c['alpha']!r}")
+        self.amp = bool(c["amp"]) and self.device.type == "cuda"
+        d = data
+        if d.tokens_train is not None:
+            tok_tr, tok_u, vocab, vectors = d.tokens_train, d.tokens_unseen, d.vocab_size, d.word_vectors
+        else:  # class-level pseudo-captions from the attributes (see the module docstring)
+            cls_tok = class_caption_tokens(d.attributes)
+            tok_tr, tok_u, vocab, vectors = cls_tok[d.y_train], cls_tok[d.y_unseen], d.attribute_dim + 2, None
+        # everything the training loop and evaluation touch lives on the device, created once
+        self.x_train = self.to_device(d.x_train).float()  # (N, D)
+        self.y_train = self.to_device(d.y_train).long()  # (N,)
+        self.tok_train = self.to_device(np.ascontiguousarray(tok_tr))  # (N, S, L) int32
+        self.x_seen, self.x_unseen = self.to_device(d.x_seen).float(), self.to_device(d.x_unseen).float()
+        # prototype images: up to PROTO_IMAGES per class, seen from train, unseen from the unseen eval images
+        rng = np.random.default_rng(seed)
+        pick = [
+            rng.permutation(np.flatnonzero(y == k))[:PROTO_IMAGES]
+            for y, ks in ((d.y_train, range(d.n_seen)), (d.y_unseen, range(d.n_seen, d.num_classes)))
+            for k in ks
+        ]
+        n_tr = sum(len(p) for p in pick[: d.n_seen])
+        tr_idx, u_idx = np.concatenate(pick[: d.n_seen]), np.concatenate(pick[d.n_seen :])
+        self.proto_tokens = self.to_device(np.concatenate([tok_tr[tr_idx], tok_u[u_idx]]))  # (n_p, S, L)
+        self.proto_class = self.to_device(np.concatenate([d.y_train[tr_idx], d.y_unseen[u_idx]])).long()  # (n_p,)
+        self.proto_unseen = slice(n_tr, None)  # rows of proto_tokens that are unseen eval images ...
+        self.unseen_rows = self.to_device(u_idx).long()  # ... and which ones, for image->text recall
+        self.model = CLARELNet(d.feature_dim, d.n_seen, vocab, c, vectors).to(self.device)
+        decayed = {id(p) for p in self.model.decayed()}
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.params = params
+        groups = [
+            {"params": [p for p in params if id(p) in decayed], "weight_decay": float(c["l2"])},
+            {"params": [p for p in params if id(p) not in decayed], "weight_decay": 0.0},
+        ]
+        self.optimizer = torch.optim.SGD(groups, lr=float(c["lr"]), momentum=float(c["momentum"]))
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.amp:
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def lr_at(self, progress: float) -> float:
+        """lr ÷10 at 1/3 and 2/3 of the trial's ``max_epochs`` (P: every 50k of 150k batches)."""
+        return float(self.config["lr"]) * 0.1 ** min(2, int(3 * progress + 1e-9))
+
+    def sample_sentences(self, tok: torch.Tensor) -> torch.Tensor:
+        """(B, K, L) of (B, S, L): all S sentences when K >= S, else K random ones per instance."""
+        b, s, _ = tok.shape
+        k = min(int(self.config["sentences"]), s)
+        if k == s:
+            return tok
+        pick = torch.rand(b, s, generator=self.generator, device=self.device).argsort(1)[:, :k]  # (B, K)
+        return tok[torch.arange(b, device=self.device)[:, None], pick]
+
+    def losses(self, v: torch.Tensor, tok: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every term of J for a batch of features v (B, D), sentences tok (B, K, L), labels y (B,)."""
+        c = self.config
+        lam, kappa = float(c["lambda"]), float(c["kappa"])
+        with self.autocast():
+            zv, zt = self.model.image(v), self.model.text(tok)  # (B, E), (B, E)
+            j_tr, j_ir = retrieval_losses(zv, zt)
+            j_ic = F.cross_entropy(self.model.head_image(zv).float(), y)
+            j_tc = F.cross_entropy(self.model.head_text(zt).float(), y)
+        loss = (1 - kappa) * (lam * j_tr + (1 - lam) * j_ir) + 0.5 * kappa * (j_ic + j_tc)
+        return {"loss": loss, "J_TR": j_tr, "J_IR": j_ir, "J_IC": j_ic, "J_TC": j_tc}
+
+    def clip_(self) -> None:
+        """Each gradient tensor scaled to norm <= clip (TF clip_by_norm per tensor), in a few fused kernels."""
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if grads:
+            norms = torch.stack(torch._foreach_norm(grads))  # (T,)
+            clip = float(self.config["clip"])
+            torch._foreach_mul_(grads, list((clip / norms.clamp_min(clip)).unbind()))
+
+    def train_epoch(self) -> dict[str, float]:
+        cuts = self.batches(self.y_train.shape[0], int(self.config["batch_size"]))
+        sums: dict[str, torch.Tensor] = {}
+        for i, idx in enumerate(cuts):
+            for g in self.optimizer.param_groups:
+                g["lr"] = self.lr_at((self.epoch + i / len(cuts)) / max(1, self.max_epochs))
+            terms = self.losses(self.x_train[idx], self.sample_sentences(self.tok_train[idx]), self.y_train[idx])
+            self.optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            self.clip_()
+            self.optimizer.step()
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0) + v.detach().float()
+        n = max(len(cuts), 1)
+        out = {k: float(v) / n for k, v in sums.items()}
+        with torch.no_grad():  # the L2 term's value at the final weights (its gradient is SGD's weight decay)
+            l2 = 0.5 * float(self.config["l2"]) * sum(float(p.pow(2).sum()) for p in self.model.decayed())
+        out["loss"] += l2
+        out["L2"] = l2
+        return out
+
+    @torch.no_grad()
+    def embed_texts(self, tok: torch.Tensor, batch: int = 256) -> torch.Tensor:
+        with self.autocast():
+            return torch.cat([self.model.text(tok[i : i + batch]).float() for i in range(0, tok.shape[0], batch)])
+
+    @torch.no_grad()
+    def embed_images(self, x: torch.Tensor) -> torch.Tensor:
+        with self.autocast():
+            return self.model.image(x).float()
+
+    @torch.no_grad()
+    def prototypes(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Class prototypes (C, E) and the prototype images' instance text embeddings (n_p, E)."""
+        self.model.eval()  # (fit_epoch switches back to train mode)
+        zt = self.embed_texts(self.proto_tokens)  # (n_p, E)
+        c = self.data.num_classes
+        sums = torch.zeros(c, zt.shape[1], device=self.device).index_add_(0, self.proto_class, zt)
+        counts = torch.bincount(self.proto_class, minlength=c).clamp_min(1)
+        return sums / counts[:, None], zt
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        self.model.eval()
+        d = self.data
+        protos, zt = self.prototypes()
+        zs, zu = self.embed_images(self.x_seen), self.embed_images(self.x_unseen)
+        d_s, d_u = euclidean(zs, protos).cpu().numpy(), euclidean(zu, protos).cpu().numpy()  # (N_s, C), (N_u, C)
+        if not (np.isfinite(d_s).all() and np.isfinite(d_u).all()):
+            raise TrialDiverged(
+                f"distances are NaN or inf after epoch {self.epoch}: the trial diverged (lower the learning rate)"
+            )
+        out = gzsl_report(-d_s, d.y_seen, -d_u, d.y_unseen, n_seen=d.n_seen)
+        fixed = self.config["alpha"]
+        grid = ALPHA_GRID if fixed is None else np.array([float(fixed)])
+        sweep = alpha_sweep(d_s, d.y_seen, d_u, d.y_unseen, n_seen=d.n_seen, alphas=grid)
+        best = int(np.argmax(sweep["H"]))  # the first (smallest) α of the best H
+        out.update({f"{k}_alpha": float(sweep[k][best]) for k in ("H", "U", "S")})
+        out["alpha_best"] = float(grid[best])
+        # image -> text retrieval on the unseen prototype images: a caption of the image's class (recall@k, the
+        # zero-shot retrieval of Reed et al.) and the image's own captions (recall_instance@k)
+        q, g = zu[self.unseen_rows].cpu().numpy(), zt[self.proto_unseen].cpu().numpy()  # (n, E), (n, E)
+        y = self.proto_class[self.proto_unseen].cpu().numpy()
+        out.update(metrics.recall_at_k(q, g, y, y, ks=RECALL_KS))
+        ids = np.arange(len(y))
+        inst = metrics.recall_at_k(q, g, ids, ids, ks=RECALL_KS)
+        out.update({k.replace("recall@", "recall_instance@"): v for k, v in inst.items()})
+        return out
