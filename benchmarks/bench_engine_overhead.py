@@ -17,7 +17,7 @@ this process: ``torch.save`` of a CRnet trainer's checkpoint (and its size, and 
 persistence does), ``ResultsSink.write_s`` (time the driver spent writing Parquet) as % of the sweep's wall time,
 and one ``ResultsSink.flush`` as the epochs table grows (it rewrites both files in full each time).
 
-    python benchmarks/bench_engine_overhead.py             # 2 trials x 3 epochs: about 7 minutes
+    python benchmarks/bench_engine_overhead.py             # 2 trials x 4 epochs: about 4 minutes
     python benchmarks/bench_engine_overhead.py --quick     # smoke check (batch 512, 2 x 3 short epochs), about 2 min
 """
 
@@ -40,7 +40,7 @@ from _bench_util import default_data_root, fixed_size_space, loadavg, machine, m
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--max-epochs", type=int, default=3, help="epochs per trial (the first is not counted)")
+    p.add_argument("--max-epochs", type=int, default=4, help="epochs per trial (the first is not counted)")
     p.add_argument("--trials", type=int, default=2, help="trials, all concurrent, 1 CPU each")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--data-root", default=default_data_root(), help="xlsa17 root holding AWA2/ ($ZSLTUNE_DATA)")

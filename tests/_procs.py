@@ -90,6 +90,15 @@ def kill_group(proc: subprocess.Popen) -> None:
     proc.wait(timeout=30)
 
 
+def snapshot_time(sweep: Path) -> float:
+    """When Tune last saved the experiment state (what ``--resume`` starts from); 0 before the first save.
+
+    A resume continues each trial from the checkpoint this snapshot records: a trial that finished after it runs
+    its last epochs again (its Parquet rows are replaced, never doubled).
+    """
+    return max((p.stat().st_mtime for p in sweep.glob("experiment_state-*.json")), default=0.0)
+
+
 def check_exactly_once(
     sweep: Path, n_trials: int, epochs: int, *, completed: set[str] | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from _procs import check_exactly_once, kill_group, read_parquet, run_cmd, wait_for
+from _procs import check_exactly_once, kill_group, read_parquet, run_cmd, snapshot_time, wait_for
 
 from zsltune.results import EPOCHS_FILE, TRIALS_FILE
 
@@ -32,6 +32,8 @@ def test_driver_killed_then_resumed_loses_and_doubles_nothing(tiny_dataset_dir: 
         "fifo",
         "--max-concurrent",
         "2",
+        "--set",
+        "batch_size=1",  # ~0.1 s epochs of real work: trials outlast the polling even on an idle machine
     )
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     sweep = tmp_path / "killed"
@@ -49,7 +51,7 @@ def test_driver_killed_then_resumed_loses_and_doubles_nothing(tiny_dataset_dir: 
         wait_for(one_done_one_midway, proc)
     finally:
         kill_group(proc)
-    before = pd.read_parquet(sweep / TRIALS_FILE)
+    before, snap = pd.read_parquet(sweep / TRIALS_FILE), snapshot_time(sweep)
     assert (before["status"] == "running").any()
 
     resumed = subprocess.run(
@@ -57,8 +59,8 @@ def test_driver_killed_then_resumed_loses_and_doubles_nothing(tiny_dataset_dir: 
     )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     _, rows = check_exactly_once(sweep, n, epochs)
-    # trials finished before the kill were not run again
-    done_before = before.loc[before.status == "completed", "trial_id"]
+    # trials finished before the kill (and before the snapshot the resume starts from) were not run again
+    done_before = before.loc[(before.status == "completed") & (before.ended_at < snap - 0.5), "trial_id"]
     assert (rows[rows.trial_id.isin(done_before)]["restores"] == 0).all()
 
 
@@ -77,6 +79,8 @@ def test_killed_trial_process_resumes_from_its_checkpoint(tiny_dataset_dir: Path
         "fifo",
         "--max-failures",
         "2",
+        "--set",
+        "batch_size=1",
     )
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     sweep = tmp_path / "workerkill"

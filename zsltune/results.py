@@ -151,6 +151,15 @@ class ResultsSink:
         row.update(status=status, error=error, ended_at=time.time())
         self._dirty = True
 
+    def drop_trials(self, trial_ids: list[str]) -> None:
+        """Forget trials: their row in trials.parquet and their rows in epochs.parquet."""
+        gone = set(trial_ids)
+        for tid in gone:
+            self.trials.pop(tid, None)
+            self._by_trial.pop(tid, None)
+        self.epochs = {k: v for k, v in self.epochs.items() if k[0] not in gone}
+        self._dirty = True
+
     def record_failure(self, trial_id: str, reason: str) -> None:
         """One failed attempt of a trial, retried or final: ``failures`` += 1, ``last_failure`` = its reason.
 

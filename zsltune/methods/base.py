@@ -107,8 +107,10 @@ class Trainer(ABC):
         s_seen = self.batched_scores(d.x_seen)  # (N_s, C)
         s_unseen = self.batched_scores(d.x_unseen)  # (N_u, C)
         if not (np.isfinite(s_seen).all() and np.isfinite(s_unseen).all()):
-            raise TrialDiverged(f"scores are NaN or inf after epoch {self.epoch}: the trial diverged "
-                                f"(lower the learning rate or the loss weights)")
+            raise TrialDiverged(
+                f"scores are NaN or inf after epoch {self.epoch}: the trial diverged "
+                f"(lower the learning rate or the loss weights)"
+            )
         return gzsl_report(s_seen, d.y_seen, s_unseen, d.y_unseen, n_seen=d.n_seen)
 
     def batched_scores(self, x: np.ndarray, batch: int = 4096) -> np.ndarray:

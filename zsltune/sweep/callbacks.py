@@ -35,9 +35,10 @@ class ParquetCallback(tune.Callback):
         self._sink: ResultsSink | None = None
         self._t0 = time.monotonic()
         self._last_print = 0.0
+        self._reconciled = False
 
     def __getstate__(self) -> dict[str, Any]:  # Tune pickles callbacks into the experiment state
-        return {**self.__dict__, "_sink": None}
+        return {**self.__dict__, "_sink": None, "_reconciled": False}
 
     @property
     def sink(self) -> ResultsSink:
@@ -48,6 +49,32 @@ class ParquetCallback(tune.Callback):
     def setup(self, **info: Any) -> None:
         self._t0 = time.monotonic()
         _ = self.sink
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        if trials and not getattr(self, "_reconciled", False):  # the first step sees every restored trial
+            self._reconciled = True
+            self._drop_orphans(trials)
+
+    def _drop_orphans(self, trials: list) -> None:
+        """Forget trials this experiment does not know: ones a killed driver started after its last snapshot.
+
+        ``--resume`` restores the experiment as of that snapshot and runs new trials in their place, so their rows
+        would count twice. Nothing is dropped when no known trial overlaps the Parquet rows (a restore that failed).
+        """
+        known = {t.trial_id for t in trials}
+        if not known & set(self.sink.trials):
+            return
+        orphans = sorted(set(self.sink.trials) - known)
+        if orphans:
+            self.sink.drop_trials(orphans)
+            self.sink.flush(force=True)
+            if not self.quiet:
+                print(
+                    f"zsltune: dropped {len(orphans)} trial(s) started after the last snapshot of the interrupted "
+                    f"run, which the resumed sweep replaces: {', '.join(orphans)}",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.sink.start_trial(trial.trial_id, config={**trial.config, **self.fixed}, **self.meta)
@@ -81,7 +108,17 @@ class ParquetCallback(tune.Callback):
         self._progress(trials, force=True)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self._drop_orphans(trials)
         self.sink.flush(force=True)
+
+    def get_state(self) -> dict[str, Any] | None:
+        """Tune calls this as it snapshots the experiment, before the snapshot reaches storage: flush now.
+
+        ``--resume`` continues every trial after the checkpoint its snapshot records; an epoch row only buffered
+        here (flushes are throttled) would otherwise be lost for good when the driver dies. No state to return.
+        """
+        self.sink.flush(force=True)
+        return None
 
     def _progress(self, trials: list, *, force: bool = False) -> None:
         now = time.monotonic()
