@@ -110,3 +110,30 @@ def fixed_size_space(out_dir: Path, method: str = "crnet", fixed: tuple[str, ...
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(yaml.safe_dump(spec, sort_keys=False))
     return out
+
+
+class LoadMonitor:
+    """Mean 1-minute load average while a block runs (our own 2 trials + Ray account for about 2.5 of it)."""
+
+    def __init__(self, period: float = 5.0) -> None:
+        import threading
+
+        self.period, self.values = period, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period):
+            self.values.append(float(Path("/proc/loadavg").read_text().split()[0]))
+
+    def __enter__(self) -> "LoadMonitor":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def mean(self) -> float:
+        return sum(self.values) / len(self.values) if self.values else float("nan")

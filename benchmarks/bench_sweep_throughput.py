@@ -42,7 +42,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _bench_util import default_data_root, fixed_size_space, loadavg, machine, run_logged  # noqa: E402
+from _bench_util import LoadMonitor, default_data_root, fixed_size_space, machine, run_logged  # noqa: E402
 
 SIDE_NAME = "bench-zsltune"
 
@@ -170,24 +170,26 @@ def main(argv: list[str] | None = None) -> None:
     print(f"hand-written eval timed on {ev['eval_images_timed']} images ({ev['threads']} thread, alone): "
           f"{eval_s:.1f} s per epoch for {ev['eval_images']:,} eval images")
 
-    print(f"load before hand-written run: {loadavg()}", flush=True)
     hw_out = work / "handwritten.json"
-    t0, t1, rc = run_logged([sys.executable, hw_script, "--data-dir", str(data_dir), "--num-samples",
-                             str(a.num_samples), "--budget", str(a.budget), "--report-every", str(a.report_every),
-                             "--batch-size", str(a.batch_size), "--storage", str(work / "ray_results"),
-                             "--out", str(hw_out)], work / "handwritten.log", env=env)
+    with LoadMonitor() as hw_load:
+        t0, t1, rc = run_logged([sys.executable, hw_script, "--data-dir", str(data_dir), "--num-samples",
+                                 str(a.num_samples), "--budget", str(a.budget), "--report-every",
+                                 str(a.report_every), "--batch-size", str(a.batch_size), "--storage",
+                                 str(work / "ray_results"), "--out", str(hw_out)], work / "handwritten.log", env=env)
     if rc:
         raise SystemExit(rc)
     hw = baseline_numbers(json.loads(hw_out.read_text()), t0, t1, eval_s)
 
-    print(f"load before zsltune run: {loadavg()}", flush=True)
-    t0, t1, rc = run_logged([sys.executable, __file__, "--side", "zsltune", "--budget", str(a.budget),
-                             "--num-samples", str(a.num_samples), "--data-root", a.data_root, "--batch-size",
-                             str(a.batch_size), "--storage", str(work / "zsltune")], work / "zsltune.log", env=env)
+    with LoadMonitor() as zs_load:
+        t0, t1, rc = run_logged([sys.executable, __file__, "--side", "zsltune", "--budget", str(a.budget),
+                                 "--num-samples", str(a.num_samples), "--data-root", a.data_root, "--batch-size",
+                                 str(a.batch_size), "--storage", str(work / "zsltune")], work / "zsltune.log", env=env)
     if rc:
         raise SystemExit(rc)
     zs = zsltune_numbers(work / "zsltune" / SIDE_NAME, t0, t1)
 
+    print(f"mean 1-min load average while each side ran (ours alone: about 2.5): hand-written {hw_load.mean:.1f}, "
+          f"zsltune {zs_load.mean:.1f}")
     print(f"\nhand-written (generous): {hw['per_hour']:6.1f} trial-epochs/h   ({hw['credited_epochs']:.2f} epochs "
           f"credited over {hw['trials']} trials; {hw['s_per_epoch']:.0f} s/epoch incl. {eval_s:.0f} s eval; "
           f"torch threads {hw['threads']}; strict, over the {hw['wall_s']:.0f} s command: "

@@ -135,9 +135,7 @@ def _class_partition(
     return seen, unseen
 
 
-def _check_labels_within(
-    labels: np.ndarray, classes: np.ndarray, labels_name: str, classes_name: str
-) -> None:
+def _check_labels_within(labels: np.ndarray, classes: np.ndarray, labels_name: str, classes_name: str) -> None:
     outside = np.setdiff1d(labels, classes)
     if outside.size:
         raise ValueError(
@@ -426,8 +424,7 @@ def recall_at_k(
     g = np.asarray(gallery_embeddings)  # (M, D)
     if q.ndim != 2 or g.ndim != 2:
         raise ValueError(
-            f"query_embeddings and gallery_embeddings must be 2-D (samples, dim), "
-            f"got {_shape(q)} and {_shape(g)}"
+            f"query_embeddings and gallery_embeddings must be 2-D (samples, dim), got {_shape(q)} and {_shape(g)}"
         )
     if q.shape[1] != g.shape[1]:
         raise ValueError(
@@ -511,9 +508,7 @@ def nmi(y_true: ArrayLike, y_cluster: ArrayLike) -> float:
     return mi / (0.5 * (h_true + h_cluster))
 
 
-def clustering_nmi(
-    embeddings: ArrayLike, y_true: ArrayLike, *, n_clusters: int | None = None, seed: int = 0
-) -> float:
+def clustering_nmi(embeddings: ArrayLike, y_true: ArrayLike, *, n_clusters: int | None = None, seed: int = 0) -> float:
     """NMI between ``y_true`` and a k-means clustering of ``embeddings`` (N, D).
 
     Runs ``sklearn.cluster.KMeans(n_clusters, n_init=10, random_state=seed)``; ``n_clusters`` defaults
