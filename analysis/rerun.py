@@ -5,16 +5,23 @@ Two steps, in this order, and the order is the point:
 1. **Selection** (:func:`plan_rerun`) reads only ``stage == "val"`` rows of ``trials.parquet`` (via
    :func:`analysis.best.rank_trials`), loads no data at all, and freezes the chosen configurations, their best epoch
    counts and the seeds in ``SWEEP/rerun/rerun.json`` before anything else happens.
-2. **Evaluation** then loads the ``test`` stage (train on all of trainval, evaluate test_seen / test_unseen) and runs
-   one Ray Tune job of its own: FIFO, no model-based searcher, one trial per (configuration, seed), each trained for
-   its configuration's best epoch count from the search. The trainable is the sweep's own
-   :func:`zsltune.sweep.trial.run_trial`; the grid is ``{"__config__": grid(configs), "__seed__": grid(seeds)}``,
-   each config carrying its ``__rank__`` and ``__max_epochs__``: ``run_trial`` merges ``__config__`` and strips the
-   reserved ``__x__`` keys before building the trainer.
+   With each configuration it freezes its **budget** and its **knobs**:
+   - budget: the epochs the search selected (``best_epoch``) on the search's schedule (``max_epochs`` is the
+     horizon of the learning-rate schedule, as in the search; the trial stops after the selected epoch). The unit
+     is the search's: an epoch is one pass over the training images, so on the test stage (all of trainval: the
+     val stage's training images plus the held-out share and the val classes' images) the same epochs are more
+     steps, in proportion to the images, as when a paper retrains on trainval for the epochs chosen on val;
+   - knobs (the method's ``knobs``: the calibrated-stacking ``gamma`` of every GZSL method, CLAREL's ``alpha``):
+     the values the search chose on validation at the selected epoch, applied unchanged at the test stage.
+2. **Evaluation** then loads the ``test`` stage through the method's own data source (train on all of trainval,
+   evaluate test_seen / test_unseen; CLAREL with its per-image captions, as in its search) and runs one grid job
+   with the sweep's own driver (:func:`zsltune.sweep.run_grid`: the same trainable, address rule, resources,
+   failure and checkpoint policy as ``zsltune run``): one trial per (configuration, seed).
 
 Results: ``SWEEP/reruns.parquet``, one row per (rank, seed) with the final test metrics, rewritten atomically as each
-trial ends; Tune's trial folders (checkpoints, TensorBoard) in ``SWEEP/rerun/``. ``resume=True`` continues an
-interrupted rerun with its frozen plan, like ``zsltune run --resume``.
+trial ends: the headline ``H_cal`` / ``H_alpha`` at the knobs chosen on validation (``gamma``, ``alpha``: the frozen
+values), the test-picked values only in ``oracle_*`` columns; Tune's trial folders (checkpoints, TensorBoard) in
+``SWEEP/rerun/``. ``resume=True`` continues an interrupted rerun with its frozen plan, like ``zsltune run --resume``.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ from zsltune.errors import ConfigError, DataError, ZsltuneError
 RERUN_DIR = "rerun"  # the rerun's own Tune experiment, inside the sweep folder
 RERUNS_FILE = "reruns.parquet"
 PLAN_FILE = "rerun.json"
-RESERVED = ("__rank__", "__seed__", "__max_epochs__")
+RESERVED = ("__rank__", "__seed__", "__max_epochs__", "__stop_epoch__", "__knobs__")
 
 
 @dataclass
@@ -46,6 +53,9 @@ class Selected:
     val: float  # the search's validation score of this configuration (at its best epoch)
     epochs: int  # its best epoch count in the search: the rerun trains exactly this many epochs
     config: dict[str, Any]
+    schedule_epochs: int = 0  # the search's max_epochs: the horizon of the lr schedule (0: = epochs)
+    knobs: dict[str, float] = field(default_factory=dict)  # chosen on validation at the selected epoch, frozen
+    budget_unit: str = "epoch"
 
 
 @dataclass
@@ -92,6 +102,8 @@ def plan_rerun(sweep_dir: str | Path, *, top: int, seeds: int, by: str | None = 
     sweep = load_sweep(sweep_dir)
     table = rank_trials(sweep, by)  # stage == "val" rows only, completed trials only
     by, mode = table.attrs["by"], table.attrs["mode"]
+    horizon = int(sweep.options.get("max_epochs") or 0) if isinstance(sweep.options, dict) else 0
+    knob_names = _knob_names(sweep)
     selection = []
     for i, (_, row) in enumerate(table.head(top).iterrows(), start=1):
         best_epoch = plain(row.get("best_epoch"))
@@ -103,6 +115,8 @@ def plan_rerun(sweep_dir: str | Path, *, top: int, seeds: int, by: str | None = 
                 val=float(row[f"val/{by}"]),
                 epochs=max(1, epochs),
                 config=config_of(row, sweep.space_params),
+                schedule_epochs=max(horizon, epochs, 1),
+                knobs={k: float(row[f"val/{k}"]) for k in knob_names if _finite(row.get(f"val/{k}"))},
             )
         )
     n_val = int((sweep.trials["stage"] == "val").sum())
@@ -134,6 +148,7 @@ class RerunCallback:
         self.path, self.meta, self.quiet = Path(path), meta, quiet
         self.by = plan.by
         self.source = {s.rank: (s.trial_id, s.val) for s in plan.selection}
+        self.knobs = {s.rank: dict(s.knobs) for s in plan.selection}
         self.total = len(plan.selection) * len(plan.seeds)
         self._rows: dict[tuple[int, int], dict[str, Any]] | None = None
 
@@ -164,7 +179,7 @@ class RerunCallback:
             **self.meta,
             "by": self.by,
             f"val/{self.by}": val,
-            "epochs": int(c["__max_epochs__"]),
+            "epochs": int(c.get("__stop_epoch__") or c["__max_epochs__"]),
             "epochs_run": int(res.get("epoch", 0) or 0),
             "status": status,
             "error": error,
@@ -178,37 +193,20 @@ class RerunCallback:
             numeric = isinstance(v, int | float) and not isinstance(v, bool)
             if numeric and not k.startswith(("time_", "iterations_", "training_")):
                 row[k] = v
+        row.update({f"val_knob/{k}": v for k, v in self.knobs.get(rank, {}).items()})  # frozen from validation
         row.update({f"config/{k}": clean_value(v) for k, v in c.items() if k not in RESERVED})
         self.rows[(rank, seed)] = row
         frame = pd.DataFrame(sorted(self.rows.values(), key=lambda r: (r["rank"], r["seed"])))
         write_atomic(uniform_columns(frame), self.path)
         if not self.quiet:
-            shown = "  ".join(f"{m} {row[m]:.4f}" for m in ("H", "U", "S", "recall@1") if isinstance(row.get(m), float))
+            keys = ("H", "U", "S", "H_cal", "H_alpha", "recall@1")
+            shown = "  ".join(f"{m} {row[m]:.4f}" for m in keys if isinstance(row.get(m), float))
             print(
                 f"zsltune: rerun rank {rank} seed {seed}: {status}{': ' + error if error else ''} {shown} "
                 f"({len(self.rows)}/{self.total} done)",
                 file=sys.stderr,
                 flush=True,
             )
-
-
-def _tune_callback(cb: RerunCallback) -> Any:
-    """Wrap :class:`RerunCallback` as a ``tune.Callback`` (built here so importing this module needs no Ray)."""
-    from ray import tune
-
-    from zsltune.sweep.callbacks import error_line
-
-    class _Cb(tune.Callback):
-        def __init__(self, inner: RerunCallback) -> None:
-            self.inner = inner
-
-        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            self.inner.record(trial, status="completed")
-
-        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            self.inner.record(trial, status="failed", error=error_line(trial))
-
-    return _Cb(cb)
 
 
 def _stored_options(sweep_dir: Path) -> dict[str, Any]:
@@ -270,17 +268,45 @@ def rerun(
         raise ConfigError(f"--cpus-per-trial must be > 0, got {cpus:g}")
     if gpus < 0 or (gpus > 1 and not gpus.is_integer()):
         raise ConfigError(f"--gpus-per-trial must be >= 0 and a whole number above 1, got {gpus:g}")
+    method = _method_of(d, plan, options)
     if not resume:
         plan.save(plan_path)  # the selection is frozen on disk before any test data exist in this process
         out.unlink(missing_ok=True)  # rows of an older, deleted rerun
     # ---- only from here on: the test stage ------------------------------------------------------------------
-    return _run(d, plan, options, cpus=cpus, gpus=gpus, address=address, resume=resume, quiet=quiet)
+    return _run(d, plan, options, method, cpus=cpus, gpus=gpus, address=address, resume=resume, quiet=quiet)
+
+
+def _knob_names(sweep: Any) -> tuple[str, ...]:
+    from zsltune.methods import get_method
+
+    method = str(sweep.trials["method"].dropna().iloc[0]) if "method" in sweep.trials and len(sweep.trials) else ""
+    try:
+        return get_method(method).knobs if method else ()
+    except ZsltuneError:
+        return ()
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and v == v and abs(v) != float("inf")
+
+
+def _method_of(d: Path, plan: RerunPlan, options: dict[str, Any]) -> str:
+    from zsltune.space import load_space
+
+    trials = pd.read_parquet(d / "trials.parquet", columns=["trial_id", "method"])
+    chosen = trials[trials["trial_id"] == plan.selection[0].trial_id]["method"]
+    if len(chosen):
+        return str(chosen.iloc[0])
+    if options.get("space"):
+        return load_space(options["space"]).method
+    raise DataError(f"{d}: cannot tell which method the sweep ran (no method column, no space in {OPTIONS_FILE})")
 
 
 def _run(
     d: Path,
     plan: RerunPlan,
     options: dict[str, Any],
+    method: str,
     *,
     cpus: float,
     gpus: float,
@@ -288,106 +314,77 @@ def _run(
     resume: bool,
     quiet: bool,
 ) -> RerunResult:
-    import optuna
-    import ray
-    from ray import tune
-    from ray.tune.schedulers import FIFOScheduler
+    from zsltune.methods import get_method
+    from zsltune.sweep import load_data, run_grid, trial_spec
 
-    from zsltune.data import load_stage
-    from zsltune.space import load_space
-    from zsltune.sweep import TrialSpec
-    from zsltune.sweep.trial import run_trial
-
-    try:
-        data = load_stage(
-            options["dataset"],
-            "test",
-            data_root=options.get("data_root"),
-            attributes=options.get("attributes", "att"),
-            seed=int(options.get("seed", 0)),
-        )
+    cls = get_method(method)
+    overrides = dict(options.get("overrides") or {})
+    try:  # the method's own data source, as in the search (CLAREL: with its per-image captions)
+        data = load_data(cls, overrides, stage="test", options=options)
     except ZsltuneError as e:
         raise DataError(f"{d}: cannot load the test stage of the sweep's dataset: {e}") from None
-    method = load_space(options["space"]).method if options.get("space") else None
-    trials = pd.read_parquet(d / "trials.parquet", columns=["trial_id", "method"])
-    chosen = trials[trials["trial_id"] == plan.selection[0].trial_id]["method"]
-    method = str(chosen.iloc[0]) if len(chosen) else method
-    if not method:
-        raise DataError(f"{d}: cannot tell which method the sweep ran (no method column, no space in {OPTIONS_FILE})")
-    spec = TrialSpec(
-        method=method,
-        max_epochs=max(s.epochs for s in plan.selection),
+    info = cls.source(overrides).info(data)
+    spec = trial_spec(
+        cls,
+        name=method,
+        max_epochs=max(s.schedule_epochs or s.epochs for s in plan.selection),
         seed=plan.seeds[0],
         cpus_per_trial=cpus,
         gpus_per_trial=gpus,
         checkpoint_every=int(options.get("checkpoint_every", 1)),
-        overrides=dict(options.get("overrides") or {}),
+        overrides=overrides,
+        memory_per_trial=options.get("memory_per_trial"),
     )
-    trainable = tune.with_resources(tune.with_parameters(run_trial, data=data, spec=spec), {"cpu": cpus, "gpu": gpus})
     meta = {
         "sweep": d.name,
         "method": method,
-        "dataset": data.dataset,
-        "stage": data.stage,
-        "attributes": data.attribute_kind,
-        "synthetic": data.synthetic,
+        "dataset": info.dataset,
+        "stage": info.stage,
+        "attributes": options.get("attributes", "att"),
+        "synthetic": info.synthetic,
+        "source": cls.source(overrides).name,
     }
-    cb = _tune_callback(RerunCallback(d / RERUNS_FILE, meta=meta, plan=plan, quiet=quiet))
-    # the grid: every configuration (with its rank and epoch count) x every seed; run_trial unpacks __config__
-    configs = [{**s.config, "__rank__": s.rank, "__max_epochs__": s.epochs} for s in plan.selection]
-    param_space = {"__config__": tune.grid_search(configs), "__seed__": tune.grid_search(list(plan.seeds))}
+    recorder = RerunCallback(d / RERUNS_FILE, meta=meta, plan=plan, quiet=quiet)
+    # the grid: every configuration (with its rank, budget and frozen knobs) x every seed
+    configs = [
+        {
+            **s.config,
+            "__rank__": s.rank,
+            "__max_epochs__": s.schedule_epochs or s.epochs,
+            "__stop_epoch__": s.epochs,
+            "__knobs__": dict(s.knobs),
+        }
+        for s in plan.selection
+    ]
     n_trials = len(configs) * len(plan.seeds)
-    started_ray = not ray.is_initialized()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    if started_ray:
-        ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
-    try:
-        res = ray.cluster_resources()
-        if gpus > 0 and res.get("GPU", 0) < gpus:
-            raise ConfigError(
-                f"--gpus-per-trial {gpus:g}: the Ray cluster has {res.get('GPU', 0):g} GPUs; "
-                f"use --gpus-per-trial 0 or --address"
-            )
-        slots = res.get("CPU", 1) / cpus
-        if gpus > 0:
-            slots = min(slots, res.get("GPU", 0) / gpus)
+
+    def announce(max_concurrent: int) -> None:
+        if quiet:
+            return
         if resume:
-            if not quiet:
-                print(f"zsltune: resuming the rerun in {d / RERUN_DIR}", file=sys.stderr)
-            tuner = tune.Tuner.restore(str(d / RERUN_DIR), trainable, resume_unfinished=True, resume_errored=True)
-        else:
-            tuner = tune.Tuner(
-                trainable,
-                param_space=param_space,
-                tune_config=tune.TuneConfig(
-                    scheduler=FIFOScheduler(),
-                    num_samples=1,  # one pass over the grid
-                    max_concurrent_trials=max(1, int(slots)),
-                    reuse_actors=True,
-                    trial_dirname_creator=_rerun_dirname,
-                ),
-                run_config=tune.RunConfig(
-                    name=RERUN_DIR,
-                    storage_path=str(d),
-                    failure_config=tune.FailureConfig(max_failures=int(options.get("max_failures", 2))),
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                    callbacks=[cb],
-                    verbose=0,
-                ),
-            )
-        if not quiet:
-            print(
-                f"zsltune: rerun of {d.name}: top {len(plan.selection)} by val {plan.by} x {len(plan.seeds)} seeds "
-                f"= {n_trials} trials of {method} on the test stage of {data.dataset}"
-                f"{' (synthetic features)' if data.synthetic else ''}, up to {max(1, int(slots))} at once",
-                file=sys.stderr,
-                flush=True,
-            )
-        tuner.fit()
-    finally:
-        if started_ray:
-            ray.shutdown()
+            print(f"zsltune: resuming the rerun in {d / RERUN_DIR}", file=sys.stderr)
+        print(
+            f"zsltune: rerun of {d.name}: top {len(plan.selection)} by val {plan.by} x {len(plan.seeds)} seeds "
+            f"= {n_trials} trials of {method} on the test stage of {info.dataset}"
+            f"{' (synthetic data)' if info.synthetic else ''}, up to {max_concurrent} at once",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    run_grid(
+        name=RERUN_DIR,
+        storage=d,
+        spec=spec,
+        data=data,
+        configs=configs,
+        seeds=list(plan.seeds),
+        recorder=recorder,
+        dirname=_rerun_dirname,
+        max_failures=int(options.get("max_failures", 2)),
+        resume=resume,
+        address=address,
+        announce=announce,
+    )
     path = d / RERUNS_FILE
     frame = pd.read_parquet(path) if path.is_file() else pd.DataFrame()
     result = RerunResult(path, frame, plan)
@@ -404,7 +401,7 @@ def _print_summary(r: RerunResult) -> None:
         print(f"zsltune: no rerun finished; see {r.path.parent / RERUN_DIR}")
         return
     ok = f[f["status"] == "completed"]
-    metrics = [m for m in ("H", "U", "S", "zsl_top1", "recall@1") if m in ok]
+    metrics = [m for m in ("H", "U", "S", "H_cal", "H_alpha", "zsl_top1", "recall@1") if m in ok]
     s = summarize(ok, metrics, by="rank")
     print(f"\nzsltune: test-stage reruns ({len(ok)} of {len(f)} completed), mean ± t 95% half-width:")
     for rank, g in s.groupby("rank"):

@@ -14,7 +14,8 @@ REPO = HERE.parent
 
 
 def default_data_root() -> str:
-    return os.environ.get("ZSLTUNE_DATA", "/work/shared/data/xlsa17")
+    """``$ZSLTUNE_DATA``, else ``../shared/data/xlsa17`` beside the checkout (where CI keeps the real class side)."""
+    return os.environ.get("ZSLTUNE_DATA", str(REPO.parent / "shared" / "data" / "xlsa17"))
 
 
 def machine() -> str:

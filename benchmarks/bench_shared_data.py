@@ -8,7 +8,8 @@ the trials use is 184 MiB), in its own subprocess with its own local Ray:
   trials read it zero-copy;
 - ``per-trial``: the dataset loaded per trial: the driver shares only where the data is, and every trial calls
   ``zsltune.data.load_stage`` itself (``scipy.io.loadmat`` of the .mat files, then the val-stage cut) before running
-  zsltune's own ``run_trial`` (zsltune's ``run_trial``/``load_stage`` are swapped in the sweep module for this mode);
+  zsltune's own ``run_trial`` (zsltune's ``run_trial``/``load_stage`` are swapped, in zsltune.sweep.driver and
+  zsltune.data, for this mode);
 - ``base``: like ``shared`` but on 6,000 of the 12,990 training images and 64 + 64 eval images (same model,
   optimizer, batch, epochs and checkpoints, shorter epochs): the trial workers' USS here is what they hold without
   the dataset (the slice is in the store, not in USS); it is subtracted to count copies.
@@ -84,6 +85,10 @@ class StageRef:
     stage: str
     synthetic: bool
     kwargs: dict  # load_stage's keyword arguments (data_root, attributes, seed, ...)
+    # what the driver's checks read (zsltune.data.sources.DataSource.info): AWA2's val stage
+    n_seen: int = 27
+    num_classes: int = 40
+    y_train: tuple = ()
 
 
 def _descendants(root: int) -> list[int]:
@@ -137,11 +142,12 @@ def _sampler(samples: list[dict], stop: threading.Event, period: float = 0.5) ->
 def run_mode(a: argparse.Namespace) -> None:
     import numpy as np
 
+    import zsltune.data as runner_data  # the features source calls zsltune.data.load_stage at load time
     import zsltune.sweep as zs
+    import zsltune.sweep.driver as runner_driver  # the Tune job's trainable: driver.run_trial
     from zsltune.data import load_stage, resolve_dataset
 
-    runner = sys.modules[zs.run_sweep.__module__]  # the module whose globals run_sweep uses
-    real_run_trial, real_load_stage = runner.run_trial, runner.load_stage
+    real_run_trial, real_load_stage = runner_driver.run_trial, runner_data.load_stage
     info: dict = {"mode": a.mode, "trials": a.trials}
 
     if a.mode == "per-trial":
@@ -154,7 +160,7 @@ def run_mode(a: argparse.Namespace) -> None:
 
             return real_run_trial(config, load(data.dataset, data.stage, **data.kwargs), spec)
 
-        runner.load_stage, runner.run_trial = load_ref, run_trial_loading
+        runner_data.load_stage, runner_driver.run_trial = load_ref, run_trial_loading
     elif a.mode == "base":
         def load_slice(*args, **kwargs):
             d = real_load_stage(*args, **kwargs)
@@ -163,9 +169,9 @@ def run_mode(a: argparse.Namespace) -> None:
                     ("index_seen", 64), ("x_unseen", 64), ("y_unseen", 64), ("index_unseen", 64))}
             return dataclasses.replace(d, **cut)
 
-        runner.load_stage = load_slice
+        runner_data.load_stage = load_slice
 
-    load_fn = runner.load_stage
+    load_fn = runner_data.load_stage
     driver_load: list[float] = []
 
     def timed_load(*args, **kwargs):  # how long the driver spends loading before Ray starts
@@ -174,7 +180,7 @@ def run_mode(a: argparse.Namespace) -> None:
         driver_load.append(time.perf_counter() - t)
         return out
 
-    runner.load_stage = timed_load
+    runner_data.load_stage = timed_load
     stage = load_stage("AWA2", "val", data_root=a.data_root)
     info["stage_bytes"] = stage.nbytes
     info["full_features_bytes"] = 37322 * 2048 * 4

@@ -44,7 +44,7 @@ def write(tmp_path: Path, doc: object, name: str = "space.yaml") -> Path:
 def test_shipped_spaces_are_valid_and_match_their_trainer(name: str) -> None:
     space = load_space(name)
     trainer = get_method(space.method)
-    assert set(space.names) <= set(trainer.defaults)
+    assert set(space.names) <= set(trainer.all_hparams())
     for ds in ("AWA2", "CUB", "SUN", "demo"):
         for k, v in space.defaults(ds).items():
             assert next(p for p in space.params if p.name == k).contains(v)
@@ -89,7 +89,6 @@ def bad(**change: object) -> dict:
         ),
         (bad(lr={"type": "float", "low": 0.1, "high": 1.0, "default": 2.0}), "default 2.0 is outside [0.1, 1.0]"),
         (bad(lr={"type": "float", "low": 0.0, "high": 1.0, "log": True, "default": 0.5}), "log scale needs low > 0"),
-        (bad(lr={"type": "float", "low": 0.1, "high": 1.0}), "missing 'default'"),
         (bad(lr={"type": "float", "low": "1e-5", "high": 1.0, "default": 0.5}), "'low' must be a number"),
         (bad(batch_size={"type": "categorical", "choices": [32, 64], "default": 48}), "default 48 is outside choices"),
         (bad(batch_size={"type": "categorical", "choices": [32], "default": {"CUB": 32}}), "'*' entry"),
@@ -131,3 +130,18 @@ def test_fixing_a_parameter_removes_it_and_decides_conditions(tmp_path: Path) ->
     kept = space.fix({"att_norm": "l2"})
     assert sorted(kept.names) == ["batch_size", "lr", "weight_decay"]
     assert all(not p.condition for p in kept.params)
+
+
+def test_a_parameter_without_default_takes_the_trainers(tmp_path: Path) -> None:
+    """A default lives in one place: a space may leave it to the trainer's declaration."""
+    from zsltune.methods import get_method
+
+    path = tmp_path / "lin.yaml"
+    path.write_text(
+        "method: linear\nmetric: H\nmode: max\nmax_epochs: 2\ngrace_period: 1\nparameters:\n"
+        "  lr: {type: float, low: 1.0e-4, high: 1.0e-1, log: true}\n"
+    )
+    space = load_space(path)
+    assert space.params[0].default is None and space.defaults("demo") == {}
+    fallback = get_method("linear").default_config("demo")
+    assert space.defaults("demo", fallback=fallback) == {"lr": fallback["lr"]}

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from analysis.cli import add_analyze_parser
-from zsltune.errors import ZsltuneError
+from zsltune.errors import run_command
 from zsltune.run import add_run_parser
 
 
@@ -93,16 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except ZsltuneError as e:
-        if args.debug:
-            raise
-        print(f"zsltune: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("zsltune: interrupted", file=sys.stderr)
-        return 130
+    return run_command(args.func, args, debug=args.debug)
 
 
 if __name__ == "__main__":  # pragma: no cover

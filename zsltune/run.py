@@ -37,8 +37,12 @@ def _overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
+_DESCRIPTION = "Run a hyperparameter sweep."
+
+
 def add_run_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("run", help="run a hyperparameter sweep", description="Run a hyperparameter sweep.")
+    """The ``run`` subcommand of the ``zsltune`` command (:mod:`zsltune.cli`)."""
+    p = sub.add_parser("run", help="run a hyperparameter sweep", description=_DESCRIPTION)
     _add_run_args(p)
     p.set_defaults(func=_run)
     return p
@@ -137,11 +141,20 @@ def _run(args: argparse.Namespace) -> int:
     return 1 if result.counts.get("failed") and not any(result.counts[k] for k in ("completed", "stopped")) else 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python zsltune/run.py ARGS`` == ``zsltune run ARGS``."""
-    from zsltune.cli import main as cli_main
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``python zsltune/run.py``: the same options, usage and help as ``zsltune run``."""
+    p = argparse.ArgumentParser(prog="zsltune run", description=_DESCRIPTION)
+    _add_run_args(p)
+    return p
 
-    return cli_main(["run", *(sys.argv[1:] if argv is None else argv)])
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python zsltune/run.py ARGS`` == ``zsltune run ARGS`` (without importing :mod:`zsltune.cli`, which imports
+    this module: the import graph stays acyclic)."""
+    from zsltune.errors import run_command
+
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    return run_command(_run, args)
 
 
 if __name__ == "__main__":

@@ -12,13 +12,16 @@
       beta: {type: float, low: 1.0e-6, high: 1.0e-2, log: true, default: 1.0e-4, condition: {use_beta: true}}
 
 ``default`` is the paper's value, a scalar or a mapping dataset -> value with ``"*"`` as the fallback; the defaults
-run as the first trial. ``condition`` samples a parameter only when another has one of the given values
-(define-by-run in Optuna). Every rule broken is a :class:`~zsltune.errors.SpaceError` naming file, parameter and fix.
+run as the first trial. A parameter without ``default`` takes the trainer's declared default: each default lives in
+one place, the space or the trainer (``zsltune.methods.hparams``). ``condition`` samples a parameter only when
+another has one of the given values (define-by-run in Optuna). Every rule broken is a
+:class:`~zsltune.errors.SpaceError` naming file, parameter and fix.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +29,19 @@ import yaml
 
 from zsltune.errors import SpaceError, UnknownNameError
 
-SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
+
+def _spaces_dir() -> Path:
+    """The folder of ``*.yaml`` spaces: the checkout's top-level ``search_spaces/`` when zsltune runs from a source
+    checkout (editable install, ``python zsltune/run.py`` in a clone), so edits there take effect at once; else the
+    copy an installed wheel carries as ``zsltune/search_spaces`` (``setup.py`` maps that subpackage onto the same
+    top-level folder, so there is one copy to edit)."""
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / "search_spaces").is_dir():
+        return checkout / "search_spaces"
+    return Path(str(resources.files("zsltune").joinpath("search_spaces")))
+
+
+SPACES_DIR = _spaces_dir()
 TYPES = ("float", "int", "categorical")
 _KEYS = {
     "float": {"low", "high", "log", "step"},
@@ -98,12 +113,20 @@ class SearchSpace:
             if p.active(values):
                 values[p.name] = p.suggest(trial)
 
-    def defaults(self, dataset: str) -> dict[str, Any]:
-        """The paper's configuration for ``dataset``, conditional parameters included only when active."""
+    def defaults(self, dataset: str, fallback: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The paper's configuration for ``dataset``, conditional parameters included only when active.
+
+        A parameter without ``default:`` takes ``fallback``'s value (the trainer's declared default), or is left
+        out when ``fallback`` has none.
+        """
         values: dict[str, Any] = {}
         for p in self.params:
             if p.active(values):
-                values[p.name] = p.default_for(dataset)
+                v = p.default_for(dataset)
+                if v is None and fallback is not None:
+                    v = fallback.get(p.name)
+                if v is not None:
+                    values[p.name] = v
         return values
 
     @property
@@ -157,9 +180,8 @@ def _param(path: Path | str, name: str, spec: Any) -> Param:
     if not isinstance(cond_raw, dict):
         raise _fail(path, where, f"'condition' must be a mapping {{other_param: value}}, got {cond_raw!r}")
     cond = {k: tuple(v) if isinstance(v, list) else (v,) for k, v in cond_raw.items()}
-    if "default" not in spec:
-        raise _fail(path, where, "missing 'default' (the paper's value, run as the first trial)")
-    default = spec["default"]
+    # no default: the trainer's declared one (a default lives in one place: the space or the trainer)
+    default = spec.get("default")
     if isinstance(default, dict) and "*" not in default:
         raise _fail(path, where, "a per-dataset default needs a '*' entry as the fallback")
 
@@ -186,7 +208,7 @@ def _param(path: Path | str, name: str, spec: Any) -> Param:
             raise _fail(path, where, f"int bounds must be integers, got low={spec['low']}, high={spec['high']}")
         p = Param(name, kind, low=low, high=high, log=log, step=step, default=default, condition=cond)
     for ds, value in default.items() if isinstance(default, dict) else [("", default)]:
-        if not p.contains(value):
+        if value is not None and not p.contains(value):
             rng = f"choices {list(p.choices)}" if kind == "categorical" else f"[{spec['low']}, {spec['high']}]"
             label = f"default for {ds}" if ds else "default"
             raise _fail(path, where, f"{label} {value!r} is outside {rng}; fix the default or widen the range")

@@ -35,6 +35,15 @@ def test_rerun_top2_seeds3_on_the_test_stage(crnet_sweep: Path, crnet_rerun) -> 
             want = trials.loc[row["trial_id"], col]
             if pd.notna(want):
                 assert (g[col] == want).all(), col
+    # γ of calibrated stacking: chosen on validation at the selected epoch, frozen, applied on test
+    epochs = pd.read_parquet(crnet_sweep / "epochs.parquet")
+    plan_doc = json.loads((crnet_sweep / RERUN_DIR / PLAN_FILE).read_text())
+    for sel in plan_doc["selection"]:
+        at = epochs[(epochs["trial_id"] == sel["trial_id"]) & (epochs["epoch"] == sel["epochs"])].iloc[0]
+        assert sel["knobs"] == {"gamma": pytest.approx(at["gamma"])} and sel["schedule_epochs"] == 2
+        g = frame[frame["rank"] == sel["rank"]]
+        assert (g["gamma"] == sel["knobs"]["gamma"]).all() and (g["val_knob/gamma"] == sel["knobs"]["gamma"]).all()
+        assert (g["oracle_H_cal"] >= g["H_cal"] - 1e-12).all() and g["oracle_gamma"].notna().all()
     # Tune's own experiment, one folder per (rank, seed)
     exp = crnet_sweep / RERUN_DIR
     assert (exp / "tuner.pkl").is_file() and len(list(exp.glob("rank*_seed*"))) == 6

@@ -14,7 +14,7 @@ from torch import nn
 
 from zsltune import metrics
 from zsltune.data import load_stage, synth_fresh
-from zsltune.errors import ConfigError
+from zsltune.errors import ConfigError, DataError
 from zsltune.methods import get_method
 from zsltune.methods.clarel import ALPHA_GRID, CLAREL, alpha_sweep, euclidean, retrieval_losses
 
@@ -43,7 +43,7 @@ def stage(captioned_dir: Path):
 
 
 def test_get_method_finds_clarel() -> None:
-    assert get_method("clarel") is CLAREL and CLAREL.needs_text and CLAREL.metric == "H_alpha"
+    assert get_method("clarel") is CLAREL and CLAREL.data_source == "features+text" and CLAREL.metric == "H_alpha"
 
 
 # ---- the loss ---------------------------------------------------------------------------------------------------
@@ -132,12 +132,14 @@ def test_evaluate_reports_the_h_optimal_alpha(stage) -> None:
     d_s = euclidean(tr.embed_images(tr.x_seen), protos).numpy()
     d_u = euclidean(tr.embed_images(tr.x_unseen), protos).numpy()
     sw = alpha_sweep(d_s, stage.y_seen, d_u, stage.y_unseen, n_seen=stage.n_seen, alphas=ALPHA_GRID)
-    assert r["alpha_best"] == ALPHA_GRID[np.argmax(sw["H"])] and r["H_alpha"] == pytest.approx(sw["H"].max())
+    assert r["alpha"] == ALPHA_GRID[np.argmax(sw["H"])] and r["H_alpha"] == pytest.approx(sw["H"].max())
     assert r["H_alpha"] >= r["H"]
     assert {"recall@1", "recall@5", "recall@10", "recall_instance@1"} <= set(r)
-    tr.config["alpha"] = 0.0  # a fixed α (e.g. chosen on val) is applied as it is
+    assert not any(k.startswith("oracle_") for k in r)  # validation: the knobs are chosen here
+    tr.frozen["alpha"] = 0.0  # a frozen α (chosen on val) is applied as it is; the best one here is an oracle
     r0 = tr.evaluate()
-    assert r0["alpha_best"] == 0.0 and (r0["H_alpha"], r0["U_alpha"], r0["S_alpha"]) == (r0["H"], r0["U"], r0["S"])
+    assert r0["alpha"] == 0.0 and (r0["H_alpha"], r0["U_alpha"], r0["S_alpha"]) == (r0["H"], r0["U"], r0["S"])
+    assert r0["oracle_alpha"] == r["alpha"] and r0["oracle_H_alpha"] == pytest.approx(r["H_alpha"])
 
 
 def test_unseen_prototypes_come_from_captions_never_images(stage) -> None:
@@ -190,8 +192,17 @@ def test_frozen_word_vectors_are_used_when_given(stage) -> None:
 def test_bad_config_is_a_one_line_error(stage) -> None:
     with pytest.raises(ConfigError, match=r"clarel: kappa must be a number in \[0, 1\], got 1.5"):
         CLAREL({"kappa": 1.5}, stage)
-    with pytest.raises(ConfigError, match="clarel: filters must be a positive integer"):
+    with pytest.raises(ConfigError, match="clarel: filters must be an integer >= 1, got 0"):
         CLAREL({"filters": 0}, stage)
+
+
+def test_no_silent_fallback_to_class_captions(captioned_dir: Path) -> None:
+    bare = load_stage(str(captioned_dir), "val")  # loaded without per-image captions
+    with pytest.raises(DataError, match=r"clarel: the val stage of .* without per-image captions.*captions=class"):
+        CLAREL(TINY, bare)
+    assert CLAREL.source({}).name == "features+text" and CLAREL.source({"captions": "class"}).name == "features"
+    tr = CLAREL({**TINY, "captions": "class"}, bare)  # asked for explicitly: one pseudo-caption per class
+    assert tr.tok_train.shape[1] == 1
 
 
 # ---- learning ---------------------------------------------------------------------------------------------------
@@ -229,11 +240,24 @@ def test_zsltune_run_clarel_end_to_end(captioned_dir: Path, tmp_path: Path) -> N
                 overrides=TINY,
             )
         )
+        from analysis.rerun import rerun
+
+        out = rerun(res.sweep_dir, top=1, seeds=2, quiet=True)  # in the same Ray session: joins it
     finally:
         ray.shutdown()
     trials, epochs = pd.read_parquet(res.trials_path), pd.read_parquet(res.epochs_path)
+    # the rerun trains on the per-image captions as the search did (a CLAREL trainer without them raises), and
+    # applies the α and γ chosen on validation at the selected epoch; test-picked values only as oracle_*
+    f, sel = out.frame, out.plan.selection[0]
+    assert len(f) == 2 and (f["status"] == "completed").all() and (f["stage"] == "test").all()
+    assert (f["source"] == "features+text").all() and (trials["source"] == "features+text").all()
+    at = epochs[(epochs["trial_id"] == sel.trial_id) & (epochs["epoch"] == sel.epochs)].iloc[0]
+    assert sel.knobs == {"alpha": pytest.approx(at["alpha"]), "gamma": pytest.approx(at["gamma"])}
+    for knob, metric in (("alpha", "H_alpha"), ("gamma", "H_cal")):
+        assert (f[knob] == sel.knobs[knob]).all() and (f[f"val_knob/{knob}"] == sel.knobs[knob]).all()
+        assert f[f"oracle_{knob}"].notna().all() and (f[f"oracle_{metric}"] >= f[metric] - 1e-12).all()
     assert len(trials) == 2 and set(trials["status"]) == {"completed"} and (trials["method"] == "clarel").all()
     assert len(epochs) == 4 and (trials["epochs"] == 2).all()
-    for col in ("H", "H_alpha", "alpha_best", "recall@1", "loss/J_TR", "loss/J_IR", "loss/L2"):
+    for col in ("H", "H_alpha", "alpha", "gamma", "recall@1", "loss/J_TR", "loss/J_IR", "loss/L2"):
         assert col in epochs and epochs[col].notna().all(), col
     assert "best/H_alpha" in trials and (trials["config/lambda"] == 0.5).sum() >= 1  # paper defaults ran first

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from zsltune.data import build_stage, load_dataset
+from zsltune.data.sources import StageRequest
 from zsltune.errors import ConfigError, UnknownNameError
 from zsltune.methods import GZSL_KEYS, Trainer, get_method, list_methods
 from zsltune.space import available_spaces, load_space
@@ -20,23 +21,42 @@ TINY_SIZES = {"hidden": 32, "batch_size": 32, "embed_dim": 32, "lstm_units": 16,
 
 
 @pytest.fixture(scope="module")
+def captioned_tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from zsltune.data import synth_fresh
+
+    out = tmp_path_factory.mktemp("registry") / "TINYCAP"
+    return synth_fresh(out, seed=0, classes=12, attributes=16, images=600, feature_dim=32, captions=True)
+
+
+@pytest.fixture(scope="module")
 def stage(tiny_dataset_dir: Path):
     return build_stage(load_dataset(tiny_dataset_dir), "val")
 
 
+def method_stage(cls: type[Trainer], root: Path):
+    """The val stage as the sweep loads it for ``cls``: through the method's own data source."""
+    return cls.source({}).load(StageRequest(dataset=str(root), stage="val"))
+
+
 def tiny_config(cls: type[Trainer]) -> dict:
-    return {k: v for k, v in TINY_SIZES.items() if k in cls.defaults}
+    return {k: v for k, v in TINY_SIZES.items() if k in cls.all_hparams()}
+
+
+def shipped_methods() -> list[str]:
+    """The package's own methods (tests may register toy methods of their own)."""
+    return [n for n in list_methods() if get_method(n).__module__.startswith("zsltune.")]
 
 
 def test_every_method_has_a_search_space_and_vice_versa() -> None:
-    assert set(list_methods()) == set(available_spaces())
-    for name in list_methods():
+    assert set(shipped_methods()) == set(available_spaces())
+    for name in shipped_methods():
         assert load_space(name).method == name
 
 
-@pytest.mark.parametrize("name", list_methods())
-def test_method_contract(name: str, stage) -> None:
+@pytest.mark.parametrize("name", shipped_methods())
+def test_method_contract(name: str, captioned_tiny: Path) -> None:
     cls = get_method(name)
+    stage = method_stage(cls, captioned_tiny)
     trainer = cls(tiny_config(cls), stage, device="cpu", seed=0, max_epochs=3)
     losses = trainer.fit_epoch()
     assert losses and all(isinstance(v, float) and math.isfinite(v) for v in losses.values())
@@ -58,10 +78,30 @@ def test_method_contract(name: str, stage) -> None:
         assert torch.equal(p, q)
 
 
-@pytest.mark.parametrize("name", list_methods())
-def test_unknown_hyperparameter_is_rejected(name: str, stage) -> None:
+@pytest.mark.parametrize("name", shipped_methods())
+def test_unknown_hyperparameter_is_rejected(name: str, captioned_tiny: Path) -> None:
+    cls = get_method(name)
     with pytest.raises(ConfigError, match=f"{name}: unknown hyperparameter 'no_such_knob'"):
-        get_method(name)({"no_such_knob": 1}, stage)
+        cls({"no_such_knob": 1}, method_stage(cls, captioned_tiny))
+
+
+@pytest.mark.parametrize("name", shipped_methods())
+def test_declarations(name: str) -> None:
+    """Every hyperparameter has its default in exactly one place (trainer or shipped space); the shipped space fits
+    the declared kinds and ranges; the data source and metric family are known; the space's metric is reported."""
+    from zsltune.methods import FROM_SPACE, METRIC_FAMILIES
+    from zsltune.methods.hparams import check_space
+
+    cls = get_method(name)
+    space = load_space(name)
+    check_space(name, cls.all_hparams(), space)
+    in_space = {p.name for p in space.params if p.default is not None}
+    in_trainer = {k for k, hp in cls.all_hparams().items() if hp.default is not FROM_SPACE}
+    assert not in_space & in_trainer, f"defaults in two places: {sorted(in_space & in_trainer)}"
+    assert set(cls.all_hparams()) == in_space | in_trainer  # and each one somewhere
+    assert cls.metric_family in METRIC_FAMILIES and cls.source({}).name
+    for ds in ("AWA2", "CUB", "SUN", "demo"):
+        cls.default_config(ds)
 
 
 def test_unknown_method_lists_valid_ones() -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from zsltune.data.cache import cache_dir  # re-exported by zsltune.data
 from zsltune.data.xlsa17 import SYNTHETIC_KEY, _loadmat, _read_list, _strings, derive_val_classes
 from zsltune.errors import DataError
 
@@ -257,10 +258,6 @@ def synth_fresh(
     if captions:
         _captions(out, image_files, img_att, seed=seed + 2)
     return out
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("ZSLTUNE_CACHE", Path.home() / ".cache" / "zsltune")).expanduser()
 
 
 def cached_synth_like(like: str | Path, *, seed: int = 0, difficulty: float = 1.0, captions: bool = False) -> Path:

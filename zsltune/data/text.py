@@ -38,6 +38,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from zsltune.data.cache import cache_dir
 from zsltune.errors import DataError
 
 TEXT_DIR = "text_c10"
@@ -172,8 +173,6 @@ def load_tokens(
     max_vocab: int = MAX_VOCAB,
 ) -> tuple[np.ndarray, list[str]]:
     """Token ids (N, sentences, max_len) int32 of every image's captions, and the vocabulary; cached on disk."""
-    from zsltune.data.synth import cache_dir
-
     root = Path(text_root).expanduser()
     paths = caption_paths(root, image_files)
     h = hashlib.sha1(f"{_VERSION}:{sentences}:{max_len}:{max_vocab}:{len(image_files)}".encode())
@@ -267,8 +266,6 @@ def read_word_vectors(path: str | Path, vocab: list[str]) -> np.ndarray:
 
 def load_word_vectors(path: str | Path, vocab: list[str]) -> np.ndarray:
     """:func:`read_word_vectors`, cached in the zsltune cache by file identity and vocabulary."""
-    from zsltune.data.synth import cache_dir
-
     path = Path(path).expanduser().resolve()
     st = path.stat() if path.is_file() else None
     if st is None:

@@ -3,20 +3,35 @@
 from zsltune.methods import clarel, crnet, linear  # noqa: F401  (importing registers the methods)
 from zsltune.methods.base import (
     GZSL_KEYS,
+    METRIC_FAMILIES,
+    RETRIEVAL_KEYS,
     Trainer,
     TrialDiverged,
     TrialOutOfMemory,
     get_method,
+    import_method,
     list_methods,
+    method_ref,
     register_method,
 )
+from zsltune.methods.hparams import FROM_SPACE, HP, Bool, Choice, Float, Int
 
 __all__ = [
+    "FROM_SPACE",
     "GZSL_KEYS",
+    "HP",
+    "METRIC_FAMILIES",
+    "RETRIEVAL_KEYS",
+    "Bool",
+    "Choice",
+    "Float",
+    "Int",
     "Trainer",
     "TrialDiverged",
     "TrialOutOfMemory",
     "get_method",
+    "import_method",
     "list_methods",
+    "method_ref",
     "register_method",
 ]

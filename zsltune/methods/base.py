@@ -1,30 +1,48 @@
-"""The trainer contract every method follows, and the registry that finds a method by name.
+"""The trainer contract every method follows, and the registry that finds a method by name or import path.
 
-The sweep never knows which method it runs: it builds ``cls(config, data, device=, seed=, max_epochs=)``, calls
-:meth:`Trainer.fit_epoch` once per Tune iteration, then :meth:`Trainer.evaluate`, and checkpoints with
-:meth:`Trainer.state_dict`. A method implements :meth:`train_epoch` and :meth:`scores` (or overrides
-:meth:`evaluate`), declares its hyperparameters in ``defaults`` and keeps its modules in ``self.model``.
+A method declares what it trains on (:attr:`Trainer.data_source`), the metric family it reports
+(:attr:`Trainer.metric_family`), its hyperparameters (:attr:`Trainer.hparams`: kinds and valid values; defaults here
+or in its search-space YAML, never both), cross-parameter rules (:meth:`Trainer.check_rules`) and the knobs it picks
+on evaluation data (:attr:`Trainer.knobs`: chosen on validation, then frozen for the test stage).
+
+The sweep never knows which method it runs: it builds ``cls(config, data, device=, seed=, max_epochs=, knobs=)``,
+calls :meth:`Trainer.fit_epoch` once per Tune iteration, then :meth:`Trainer.evaluate`, and checkpoints with
+:meth:`Trainer.state_dict`, which holds every module, optimiser, LR scheduler and AMP scaler the trainer keeps as an
+attribute. A method implements :meth:`train_epoch` and :meth:`scores` (GZSL) or overrides :meth:`evaluate`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import importlib
 import math
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
 
 from zsltune import metrics
-from zsltune.data.protocol import StageData
+from zsltune.data.sources import DataInfo, DataSource, get_source
 from zsltune.errors import ConfigError, UnknownNameError
+from zsltune.methods.hparams import FROM_SPACE, HP, Bool, check_config
 
 GZSL_KEYS = ("H", "U", "S", "zsl_top1", "AUSUC", "H_cal")
+RETRIEVAL_KEYS = ("recall@1", "recall@2", "recall@4", "recall@8", "NMI")
+#: the metrics each family reports, whatever the method (a method may report more)
+METRIC_FAMILIES: dict[str, tuple[str, ...]] = {"gzsl": GZSL_KEYS, "retrieval": RETRIEVAL_KEYS}
+#: hyperparameters every trainer takes
+BASE_HPARAMS: dict[str, HP] = {"amp": Bool(default=False, help="bf16 autocast on CUDA (ignored on CPU)")}
+#: checkpointed attributes: every one of these a trainer holds goes into state_dict() under its attribute name
+STATEFUL = (torch.nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, torch.amp.GradScaler)
 
 
 class TrialDiverged(RuntimeError):
-    """A loss became NaN or inf; the trial ends as failed with this reason."""
+    """A loss or score became NaN or inf, or a run collapsed: the trial ends as failed and is not retried."""
 
 
 class TrialOutOfMemory(RuntimeError):
@@ -37,37 +55,79 @@ class TrialOutOfMemory(RuntimeError):
 
 class Trainer(ABC):
     name: ClassVar[str] = ""
-    #: hyperparameters and the paper's defaults; a config may set only these keys
-    defaults: ClassVar[dict[str, Any]] = {}
+    #: hyperparameters: kind, valid values, and the default unless the search space's ``default:`` holds it
+    hparams: ClassVar[dict[str, HP]] = {}
     #: the metric a sweep optimises unless the space says otherwise
     metric: ClassVar[str] = "H"
-    #: the method trains on per-image text: the sweep loads the stage with ``text=True`` (StageData.tokens_*)
-    needs_text: ClassVar[bool] = False
+    #: what the method trains on: a registered data source name (zsltune.data.sources) or a DataSource class
+    data_source: ClassVar[str | type[DataSource]] = "features"
+    #: "gzsl" (H, U, S, ...) or "retrieval" (recall@K, NMI)
+    metric_family: ClassVar[str] = "gzsl"
+    #: values picked on the evaluation data (reported under these keys); a test stage gets them frozen from val
+    knobs: ClassVar[tuple[str, ...]] = ("gamma",)
 
     def __init__(
         self,
         config: Mapping[str, Any],
-        data: StageData,
+        data: Any,
         *,
         device: str | torch.device = "cpu",
         seed: int = 0,
         max_epochs: int = 50,
+        knobs: Mapping[str, float] | None = None,
     ) -> None:
-        unknown = sorted(set(config) - set(self.defaults))
-        if unknown:
-            raise ConfigError(
-                f"{self.name}: unknown hyperparameter '{unknown[0]}'; valid ones: {', '.join(sorted(self.defaults))}"
-            )
-        self.config: dict[str, Any] = {**self.defaults, **config}
+        hps = self.all_hparams()
+        check_config(self.name, hps, config)  # unknown keys, wrong kinds, out-of-range values: one line each
+        self.config: dict[str, Any] = check_config(
+            self.name, hps, {**self.default_config(getattr(data, "dataset", "*")), **config}
+        )
+        bad = sorted(set(knobs or {}) - set(self.knobs))
+        if bad:
+            raise ConfigError(f"{self.name}: '{bad[0]}' is not a knob of this method; knobs: {', '.join(self.knobs)}")
+        #: knobs fixed from outside (a test stage: the values chosen on validation); empty: chosen on this data
+        self.frozen: dict[str, float] = {k: float(v) for k, v in (knobs or {}).items()}
         self.data = data
         self.device = torch.device(device)
         self.seed = seed
         self.max_epochs = max_epochs
         self.epoch = 0
+        self.amp = bool(self.config["amp"]) and self.device.type == "cuda"  # the one AMP switch
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         torch.manual_seed(seed)
         self.model: torch.nn.Module = torch.nn.Module()
         self.optimizer: torch.optim.Optimizer | None = None
+
+    # ---- declarations -------------------------------------------------------------------------------------
+    @classmethod
+    def all_hparams(cls) -> dict[str, HP]:
+        return {**BASE_HPARAMS, **cls.hparams}
+
+    @classmethod
+    def default_config(cls, dataset: str = "*") -> dict[str, Any]:
+        """Every hyperparameter's default for ``dataset``: the declaration's, else the shipped space's (paper)."""
+        space = _shipped_defaults(cls.name, dataset)
+        out: dict[str, Any] = {}
+        for k, hp in cls.all_hparams().items():
+            if hp.default is not FROM_SPACE:
+                out[k] = hp.default
+            elif k in space:
+                out[k] = space[k]
+            else:
+                raise ConfigError(
+                    f"{cls.name}: no default for '{k}': declare one in the trainer or give it a default: in "
+                    f"search_spaces/{cls.name}.yaml"
+                )
+        return out
+
+    @classmethod
+    def source(cls, config: Mapping[str, Any] | None = None) -> DataSource:
+        """The data source a configuration needs (``config``: the values fixed for the whole sweep)."""
+        return get_source(cls.data_source)
+
+    @classmethod
+    def check_rules(cls, config: Mapping[str, Any], info: DataInfo) -> None:
+        """Cross-parameter and per-dataset rules (e.g. K <= seen classes); raise :class:`ConfigError`."""
+        return None
 
     # ---- what a method implements -------------------------------------------------------------------------
     @abstractmethod
@@ -79,7 +139,7 @@ class Trainer(ABC):
         raise NotImplementedError(f"{type(self).__name__} must implement scores() or override evaluate()")
 
     def extra_state(self) -> dict[str, Any]:
-        """Anything besides model and optimizer a checkpoint must hold (e.g. k-means centres)."""
+        """Anything besides the modules, optimisers, schedulers and scalers a checkpoint must hold."""
         return {}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
@@ -88,7 +148,9 @@ class Trainer(ABC):
     # ---- what the sweep calls -----------------------------------------------------------------------------
     def fit_epoch(self) -> dict[str, float]:
         """``train_epoch`` with a divergence check; raises :class:`TrialDiverged` on a non-finite loss."""
-        self.model.train()
+        for m in self.stateful().values():
+            if isinstance(m, torch.nn.Module):
+                m.train()
         losses = self.train_epoch()
         self.epoch += 1
         bad = [k for k, v in losses.items() if not math.isfinite(v)]
@@ -101,26 +163,32 @@ class Trainer(ABC):
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """GZSL metrics on the stage's seen and unseen evaluation images (fixed keys: :data:`GZSL_KEYS`)."""
+        """GZSL metrics on the stage's seen and unseen evaluation images (keys: :data:`GZSL_KEYS` and ``gamma``)."""
         self.model.eval()
         d = self.data
         s_seen = self.batched_scores(d.x_seen)  # (N_s, C)
         s_unseen = self.batched_scores(d.x_unseen)  # (N_u, C)
-        if not (np.isfinite(s_seen).all() and np.isfinite(s_unseen).all()):
+        self.check_finite(s_seen, s_unseen)
+        return gzsl_report(s_seen, d.y_seen, s_unseen, d.y_unseen, n_seen=d.n_seen, gamma=self.frozen.get("gamma"))
+
+    def check_finite(self, *arrays: np.ndarray) -> None:
+        if not all(np.isfinite(a).all() for a in arrays):
             raise TrialDiverged(
                 f"scores are NaN or inf after epoch {self.epoch}: the trial diverged "
                 f"(lower the learning rate or the loss weights)"
             )
-        return gzsl_report(s_seen, d.y_seen, s_unseen, d.y_unseen, n_seen=d.n_seen)
 
     def batched_scores(self, x: np.ndarray, batch: int = 4096) -> np.ndarray:
         out = [self.scores(self.to_device(x[i : i + batch])).float().cpu() for i in range(0, len(x), batch)]
         return torch.cat(out).numpy() if out else np.zeros((0, self.data.num_classes), np.float32)
 
+    def stateful(self) -> dict[str, Any]:
+        """Every module, optimiser, LR scheduler and AMP scaler held as an attribute, by attribute name."""
+        return {k: v for k, v in sorted(vars(self).items()) if isinstance(v, STATEFUL)}
+
     def state_dict(self) -> dict[str, Any]:
         return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
+            "state": {k: v.state_dict() for k, v in self.stateful().items()},
             "epoch": self.epoch,
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
@@ -128,15 +196,26 @@ class Trainer(ABC):
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        if self.optimizer is not None and state.get("optimizer") is not None:
-            self.optimizer.load_state_dict(state["optimizer"])
+        held, saved = self.stateful(), state["state"]
+        missing = sorted(set(held) - set(saved))
+        if missing:
+            raise ConfigError(
+                f"{self.name}: checkpoint has no state for '{missing[0]}'; it was written by another trainer"
+            )
+        for k, obj in sorted(held.items(), key=lambda kv: not isinstance(kv[1], torch.nn.Module)):  # modules first
+            obj.load_state_dict(saved[k])
         self.epoch = int(state["epoch"])
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         self.load_extra_state(state.get("extra", {}))
 
     # ---- helpers ------------------------------------------------------------------------------------------
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """bf16 autocast where ``amp`` is on and the trainer runs on CUDA; nothing otherwise."""
+        if self.amp:
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     def to_device(self, a: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(a).to(self.device, non_blocking=True)
 
@@ -150,21 +229,54 @@ class Trainer(ABC):
 
 
 def gzsl_report(
-    s_seen: np.ndarray, y_seen: np.ndarray, s_unseen: np.ndarray, y_unseen: np.ndarray, *, n_seen: int
+    s_seen: np.ndarray,
+    y_seen: np.ndarray,
+    s_unseen: np.ndarray,
+    y_unseen: np.ndarray,
+    *,
+    n_seen: int,
+    gamma: float | None = None,
 ) -> dict[str, float]:
-    """U, S, H (uncalibrated), ZSL top-1, and the calibration sweep's AUSUC and best H."""
+    """U, S, H (uncalibrated), ZSL top-1, AUSUC, and calibrated stacking: ``H_cal`` at ``gamma``.
+
+    ``gamma=None`` (validation: where the knob is chosen): ``gamma`` is the H-best offset of the calibration sweep
+    on these images and ``H_cal`` its H. A given ``gamma`` (the test stage, frozen from validation) is applied as it
+    is; the H-best offset on these images is then reported only as ``oracle_gamma`` / ``oracle_H_cal``.
+    """
     c = s_seen.shape[1] if s_seen.size else s_unseen.shape[1]
     seen, unseen = np.arange(n_seen), np.arange(n_seen, c)
     g = metrics.gzsl(s_seen, y_seen, s_unseen, y_unseen, seen_classes=seen, unseen_classes=unseen)
     cal = metrics.calibration_sweep(s_seen, y_seen, s_unseen, y_unseen, seen_classes=seen, unseen_classes=unseen)
-    return {
+    out = {
         "H": g["H"],
         "U": g["U"],
         "S": g["S"],
         "zsl_top1": metrics.zsl_top1(s_unseen, y_unseen, unseen_classes=unseen),
         "AUSUC": float(cal["AUSUC"]),
         "H_cal": float(cal["best_H"]),
+        "gamma": float(cal["best_gamma"]),
     }
+    if gamma is not None:
+        at = metrics.gzsl(s_seen, y_seen, s_unseen, y_unseen, seen_classes=seen, unseen_classes=unseen, gamma=gamma)
+        out.update(oracle_H_cal=out["H_cal"], oracle_gamma=out["gamma"], H_cal=at["H"], gamma=float(gamma))
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _shipped_space_defaults(name: str, dataset: str) -> tuple[tuple[str, Any], ...]:
+    from zsltune.space import available_spaces, load_space
+
+    if name not in available_spaces():
+        return ()
+    space = load_space(name)
+    if space.method != name:
+        return ()
+    return tuple((p.name, p.default_for(dataset)) for p in space.params if p.default is not None)
+
+
+def _shipped_defaults(name: str, dataset: str) -> dict[str, Any]:
+    """The paper defaults of the method's shipped search space (every parameter, active or not)."""
+    return dict(_shipped_space_defaults(name, dataset))
 
 
 # ---- registry ---------------------------------------------------------------------------------------------
@@ -177,7 +289,9 @@ def register_method(name: str) -> Callable[[T], T]:
 
     def deco(cls: T) -> T:
         if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"method '{name}' is already registered by {_REGISTRY[name].__qualname__}")
+            prev = _REGISTRY[name]
+            if (prev.__module__, prev.__qualname__) != (cls.__module__, cls.__qualname__):  # not a re-import
+                raise ValueError(f"method '{name}' is already registered by {prev.__qualname__}")
         cls.name = name
         _REGISTRY[name] = cls
         return cls
@@ -186,6 +300,9 @@ def register_method(name: str) -> Callable[[T], T]:
 
 
 def get_method(name: str) -> type[Trainer]:
+    """A trainer by registry name (``crnet``) or import path (``my_pkg.my_module:MyTrainer``)."""
+    if ":" in name:
+        return import_method(name)
     if name not in _REGISTRY:
         raise UnknownNameError(f"unknown method '{name}'; valid methods: {', '.join(list_methods())}")
     return _REGISTRY[name]
@@ -193,3 +310,33 @@ def get_method(name: str) -> type[Trainer]:
 
 def list_methods() -> list[str]:
     return sorted(_REGISTRY)
+
+
+def method_ref(cls: type[Trainer]) -> tuple[str, str | None]:
+    """(``module:QualName``, the sys.path root it imports from where that is not an installed location)."""
+    ref = f"{cls.__module__}:{cls.__qualname__}"
+    mod = sys.modules.get(cls.__module__)
+    file = getattr(mod, "__file__", None)
+    if cls.__module__.startswith("zsltune.") or not file:
+        return ref, None
+    root = Path(file).resolve().parent
+    for _ in cls.__module__.split(".")[1:]:
+        root = root.parent
+    return ref, str(root)
+
+
+def import_method(ref: str, path: str | None = None) -> type[Trainer]:
+    """The trainer class at ``module:QualName``, importing the module (from ``path`` too, where given)."""
+    module, _, qual = ref.partition(":")
+    if path and path not in sys.path:
+        sys.path.insert(0, path)
+    try:
+        obj: Any = importlib.import_module(module)
+        for part in qual.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as e:
+        msg = f"method '{ref}': cannot import it ({e}); check the module path and PYTHONPATH"
+        raise UnknownNameError(msg) from None
+    if not (isinstance(obj, type) and issubclass(obj, Trainer)):
+        raise UnknownNameError(f"method '{ref}' is not a Trainer subclass")
+    return obj

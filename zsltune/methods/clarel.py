@@ -11,7 +11,8 @@ z_t,j), d Euclidean (not squared, eps inside the sqrt):
 GZSL: prototype p(y) = mean text embedding of class y; ŷ = argmin_y d_α(z_v, p(y)) with seen distances scaled by
 (1+α). :meth:`CLAREL.evaluate` reports the plain GZSL keys at α = 0 (scores -d, comparable with other methods),
 sweeps α over :data:`ALPHA_GRID` on the stage's own seen/unseen images and reports ``H_alpha``/``U_alpha``/
-``S_alpha`` at the H-best ``alpha_best`` (config ``alpha`` fixes it instead, e.g. a val-chosen α on ``test``), and
+``S_alpha`` at the H-best ``alpha`` (a knob: on the test stage the α chosen on validation is applied instead, and
+the test-picked one is reported only as ``oracle_alpha``/``oracle_H_alpha``), and
 image->text retrieval among the unseen prototype images' captions: ``recall@k`` (a caption of the image's class in
 the k nearest) and ``recall_instance@k`` (one of its own captions).
 
@@ -26,8 +27,9 @@ Decisions where the paper (P), the spec (S, authors' code) or neither settle it:
 - prototypes (S): up to 100 random images per class: seen classes from the training images' captions, unseen ones
   from the unseen evaluation images' captions (never their images); the sample is fixed per trial.
 - H = 2us/(u+s) (P's Sec. 1 drops the 2). α grid 0..0.5 step 0.005 (P: 0..0.045; the scale depends on the data).
-- without per-image text (a stage loaded without ``text``) each class gets one pseudo-caption, the ids of its
-  strongest attributes: CLAREL with class-level supervision only (what P compares per-image text against).
+- ``captions: class`` (only when asked for: a stage without per-image captions is otherwise an error) gives each
+  class one pseudo-caption, the ids of its strongest attributes: CLAREL with class-level supervision only (what P
+  compares per-image text against).
 
 Training dynamics: at init the text embeddings barely differ between sentences (synthetic CUB, paper sizes: spread
 ~0.09 around their mean, against ~36 for the image embeddings), so every image sees all texts alike, the softmax
@@ -38,7 +40,6 @@ P trains 150k steps; a sweep's epoch budget and ASHA's grace period must leave r
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -51,8 +52,10 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from zsltune import metrics
 from zsltune.data.protocol import StageData
-from zsltune.errors import ConfigError
+from zsltune.data.sources import DataSource, get_source
+from zsltune.errors import DataError
 from zsltune.methods.base import Trainer, TrialDiverged, gzsl_report, register_method
+from zsltune.methods.hparams import HP, Choice, Float, Int
 
 ALPHA_GRID = np.round(np.arange(0, 0.5 + 1e-9, 0.005), 3)  # (G,)
 PROTO_IMAGES = 100  # images per class whose captions make its prototype
@@ -188,25 +191,34 @@ class CLARELNet(nn.Module):
 class CLAREL(Trainer):
     """CLAREL on precomputed features and per-image captions; defaults from the paper (Sec. 4, Appendix D)."""
 
-    needs_text: ClassVar[bool] = True
     metric: ClassVar[str] = "H_alpha"
-    defaults: ClassVar[dict[str, Any]] = {
-        "lambda": 0.5,
-        "kappa": 0.5,
-        "lr": 0.1,
-        "momentum": 0.9,
-        "batch_size": 32,
-        "dropout": 0.25,
-        "l2": 1e-3,
-        "embed_dim": 1024,
-        "lstm_units": 512,
-        "filters": 128,
-        "word_dim": 300,  # trainable embedding only; frozen vectors bring their own width
-        "clip": 1.0,
-        "sentences": 10,
-        "alpha": None,  # None: swept in every evaluation; a number: fixed (e.g. chosen on val)
-        "amp": False,
+    data_source: ClassVar[str] = "features+text"
+    knobs: ClassVar[tuple[str, ...]] = ("gamma", "alpha")
+    hparams: ClassVar[dict[str, HP]] = {
+        "lambda": Float(low=0, high=1),
+        "kappa": Float(low=0, high=1),
+        "lr": Float(gt=0),
+        "momentum": Float(low=0, high=0.999),
+        "batch_size": Int(),
+        "dropout": Float(low=0, high=0.99),
+        "l2": Float(low=0),
+        "embed_dim": Int(),
+        "lstm_units": Int(),
+        "filters": Int(),
+        "word_dim": Int(default=300, help="trainable embedding only; frozen vectors bring their own width"),
+        "clip": Float(gt=0),
+        "sentences": Int(),
+        "captions": Choice(
+            ("per_image", "class"),
+            default="per_image",
+            help="per_image: the stage's captions (text_c10); class: one pseudo-caption per class from its attributes",
+        ),
     }
+
+    @classmethod
+    def source(cls, config: Mapping[str, Any] | None = None) -> DataSource:
+        # class-level pseudo-captions need no text files: only when the config asks for them explicitly
+        return get_source("features" if (config or {}).get("captions") == "class" else cls.data_source)
 
     def __init__(
         self,
@@ -216,31 +228,19 @@ class CLAREL(Trainer):
         device: str | torch.device = "cpu",
         seed: int = 0,
         max_epochs: int = 50,
+        knobs: Mapping[str, float] | None = None,
     ) -> None:
-        super().__init__(config, data, device=device, seed=seed, max_epochs=max_epochs)
+        super().__init__(config, data, device=device, seed=seed, max_epochs=max_epochs, knobs=knobs)
         c = self.config
-        for key in ("batch_size", "embed_dim", "lstm_units", "filters", "word_dim", "sentences"):
-            v = c[key]
-            if isinstance(v, bool) or not isinstance(v, int | float) or v != int(v) or v < 1:
-                raise ConfigError(f"clarel: {key} must be a positive integer, got {v!r}")
-        for key, lo, hi in (
-            ("lambda", 0, 1),
-            ("kappa", 0, 1),
-            ("dropout", 0, 0.99),
-            ("momentum", 0, 0.999),
-            ("lr", 1e-12, math.inf),
-            ("l2", 0, math.inf),
-            ("clip", 1e-12, math.inf),
-        ):
-            if not (isinstance(c[key], int | float) and lo <= c[key] <= hi):
-                raise ConfigError(f"clarel: {key} must be a number in [{lo:g}, {hi:g}], got {c[key]!r}")
-        if c["alpha"] is not None and not (isinstance(c["alpha"], int | float) and c["alpha"] >= 0):
-            raise ConfigError(f"clarel: alpha must be None (swept) or a number >= 0, got {c['alpha']!r}")
-        self.amp = bool(c["amp"]) and self.device.type == "cuda"
         d = data
-        if d.tokens_train is not None:
+        if c["captions"] == "per_image":
+            if d.tokens_train is None:
+                raise DataError(
+                    f"clarel: the {d.stage} stage of {d.dataset} was loaded without per-image captions; load it with "
+                    f"text=True (the 'features+text' source reads DATASET/text_c10), or set captions=class"
+                )
             tok_tr, tok_u, vocab, vectors = d.tokens_train, d.tokens_unseen, d.vocab_size, d.word_vectors
-        else:  # class-level pseudo-captions from the attributes (see the module docstring)
+        else:  # captions=class: class-level pseudo-captions from the attributes (see the module docstring)
             cls_tok = class_caption_tokens(d.attributes)
             tok_tr, tok_u, vocab, vectors = cls_tok[d.y_train], cls_tok[d.y_unseen], d.attribute_dim + 2, None
         # everything the training loop and evaluation touch lives on the device, created once
@@ -270,11 +270,6 @@ class CLAREL(Trainer):
             {"params": [p for p in params if id(p) not in decayed], "weight_decay": 0.0},
         ]
         self.optimizer = torch.optim.SGD(groups, lr=float(c["lr"]), momentum=float(c["momentum"]))
-
-    def autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.amp:
-            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
 
     def lr_at(self, progress: float) -> float:
         """lr ÷10 at 1/3 and 2/3 of the trial's ``max_epochs`` (P: every 50k of 150k batches)."""
@@ -361,13 +356,16 @@ class CLAREL(Trainer):
             raise TrialDiverged(
                 f"distances are NaN or inf after epoch {self.epoch}: the trial diverged (lower the learning rate)"
             )
-        out = gzsl_report(-d_s, d.y_seen, -d_u, d.y_unseen, n_seen=d.n_seen)
-        fixed = self.config["alpha"]
-        grid = ALPHA_GRID if fixed is None else np.array([float(fixed)])
-        sweep = alpha_sweep(d_s, d.y_seen, d_u, d.y_unseen, n_seen=d.n_seen, alphas=grid)
-        best = int(np.argmax(sweep["H"]))  # the first (smallest) α of the best H
-        out.update({f"{k}_alpha": float(sweep[k][best]) for k in ("H", "U", "S")})
-        out["alpha_best"] = float(grid[best])
+        out = gzsl_report(-d_s, d.y_seen, -d_u, d.y_unseen, n_seen=d.n_seen, gamma=self.frozen.get("gamma"))
+        sweep = alpha_sweep(d_s, d.y_seen, d_u, d.y_unseen, n_seen=d.n_seen, alphas=ALPHA_GRID)
+        best = int(np.argmax(sweep["H"]))  # the first (smallest) α of the best H on these images
+        chosen = {f"{k}_alpha": float(sweep[k][best]) for k in ("H", "U", "S")}
+        chosen["alpha"] = float(ALPHA_GRID[best])
+        if "alpha" in self.frozen:  # the test stage: α chosen on validation, applied as it is
+            out.update({f"oracle_{k}": v for k, v in chosen.items()})  # the test-picked α: an oracle
+            at = alpha_sweep(d_s, d.y_seen, d_u, d.y_unseen, n_seen=d.n_seen, alphas=[self.frozen["alpha"]])
+            chosen = {f"{k}_alpha": float(at[k][0]) for k in ("H", "U", "S")} | {"alpha": self.frozen["alpha"]}
+        out.update(chosen)
         # image -> text retrieval on the unseen prototype images: a caption of the image's class (recall@k, the
         # zero-shot retrieval of Reed et al.) and the image's own captions (recall_instance@k)
         q, g = zu[self.unseen_rows].cpu().numpy(), zt[self.proto_unseen].cpu().numpy()  # (n, E), (n, E)

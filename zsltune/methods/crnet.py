@@ -23,7 +23,6 @@ kill the relation's ReLUs for good (scores then tie everywhere). The paper train
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -34,20 +33,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from zsltune.data.protocol import StageData
+from zsltune.data.sources import DataInfo
 from zsltune.errors import ConfigError
 from zsltune.methods.base import Trainer, register_method
+from zsltune.methods.hparams import HP, Bool, Choice, Float, Int
 
 #: upper bound on the elements of the (n_chunk, C, H) relation intermediate in :meth:`CRnet.scores`
 SCORE_CHUNK_ELEMENTS = 32 * 2**20
-CHOICES: dict[str, tuple[str, ...]] = {
-    "att_norm": ("raw", "l2", "std"),
-    "pairs": ("batch", "all"),
-    "reduction": ("mean", "sum"),
-}
-
-
-def _finite(v: Any) -> bool:
-    return not isinstance(v, bool) and isinstance(v, (int, float, np.number)) and math.isfinite(v)
 
 
 def field_centres(att_seen: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -166,18 +158,17 @@ def crnet_loss(
 class CRnet(Trainer):
     """CRnet on precomputed features; hyperparameters and defaults from the paper (Table 2, AwA1/AwA2/aPY row)."""
 
-    defaults: ClassVar[dict[str, Any]] = {
-        "K": 3,
-        "alpha": 1e-5,
-        "use_beta": True,
-        "beta": 1e-4,
-        "lr": 1e-5,
-        "hidden": 2048,
-        "batch_size": 32,
-        "att_norm": "l2",
-        "pairs": "batch",
-        "reduction": "mean",
-        "amp": False,
+    hparams: ClassVar[dict[str, HP]] = {
+        "K": Int(help="experts (field centres), clamped to the seen classes"),
+        "alpha": Float(low=0, help="L2 weight of the experts f"),
+        "use_beta": Bool(),
+        "beta": Float(low=0, help="L2 weight of the relation g"),
+        "lr": Float(gt=0),
+        "hidden": Int(),
+        "batch_size": Int(),
+        "att_norm": Choice(("raw", "l2", "std")),
+        "pairs": Choice(("batch", "all"), default="batch"),
+        "reduction": Choice(("mean", "sum"), default="mean"),
     }
 
     def __init__(
@@ -188,24 +179,15 @@ class CRnet(Trainer):
         device: str | torch.device = "cpu",
         seed: int = 0,
         max_epochs: int = 50,
+        knobs: Mapping[str, float] | None = None,
     ) -> None:
-        super().__init__(config, data, device=device, seed=seed, max_epochs=max_epochs)
+        super().__init__(config, data, device=device, seed=seed, max_epochs=max_epochs, knobs=knobs)
         c = self.config
-        for key, ok in CHOICES.items():
-            if c[key] not in ok:
-                raise ConfigError(f"crnet: {key} must be one of {', '.join(ok)}, got {c[key]!r}")
-        for key in ("K", "hidden", "batch_size"):
-            if not (_finite(c[key]) and float(c[key]).is_integer() and c[key] >= 1):
-                raise ConfigError(f"crnet: {key} must be a positive integer, got {c[key]!r}")
-        for key in ("alpha", "beta", "lr"):
-            if not (_finite(c[key]) and c[key] >= 0) or (key == "lr" and c[key] == 0):
-                raise ConfigError(f"crnet: {key} must be a finite number >= 0 (lr > 0), got {c[key]!r}")
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         self.alpha = float(c["alpha"])
         self.beta = float(c["beta"]) if c["use_beta"] else 0.0  # Table 2: β = 0 on CUB and SUN
-        self.amp = bool(c["amp"]) and self.device.type == "cuda"  # bf16 autocast on CUDA only
 
         att = data.attributes.astype(np.float32)  # (C, P), seen classes first
         if c["att_norm"] == "l2":
@@ -221,11 +203,6 @@ class CRnet(Trainer):
         self.y_train = self.to_device(data.y_train).long()  # (N_tr,)
         self.model = CRnetNet(centres, data.feature_dim, int(c["hidden"])).to(self.device)
         self.optimizer = self.model.make_optimizer(float(c["lr"]), self.alpha, self.beta)
-
-    def autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.amp:
-            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
 
     def loss(self, v: torch.Tensor, y: torch.Tensor, *, naive: bool = False) -> torch.Tensor:
         """loss1 (MSE) of a batch of training images v (B, D) with labels y (B,)."""
@@ -268,6 +245,15 @@ class CRnet(Trainer):
             chunk = max(1, SCORE_CHUNK_ELEMENTS // (a.shape[0] * a.shape[1]))
             out = [self.model.relate(x[i : i + chunk], a).float() for i in range(0, x.shape[0], chunk)]
         return torch.cat(out) if out else x.new_zeros((0, a.shape[0]))
+
+    @classmethod
+    def check_rules(cls, config: Mapping[str, Any], info: DataInfo) -> None:
+        k = config.get("K")
+        if k is not None and k > info.n_seen:
+            raise ConfigError(
+                f"crnet: K <= seen classes must hold (one field centre per class at most), got K={k} with "
+                f"{info.n_seen} seen classes in the {info.stage} stage of {info.dataset}"
+            )
 
     def extra_state(self) -> dict[str, Any]:
         # the field centres travel as a model buffer; K is recorded to catch a mismatched resume early

@@ -11,16 +11,17 @@ import torch
 import torch.nn.functional as F
 
 from zsltune.methods.base import Trainer, register_method
+from zsltune.methods.hparams import HP, Choice, Float, Int
 
 
 @register_method("linear")
 class LinearCompat(Trainer):
-    defaults: ClassVar[dict[str, Any]] = {
-        "lr": 1e-3,
-        "weight_decay": 1e-4,
-        "batch_size": 64,
-        "temperature": 0.1,
-        "att_norm": "l2",
+    hparams: ClassVar[dict[str, HP]] = {
+        "lr": Float(gt=0),
+        "weight_decay": Float(low=0),
+        "batch_size": Int(),
+        "temperature": Float(gt=0),
+        "att_norm": Choice(("raw", "l2")),
     }
 
     def __init__(self, config: dict[str, Any], data: Any, **kw: Any) -> None:

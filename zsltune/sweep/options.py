@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from zsltune.data import STAGES
-from zsltune.errors import ConfigError, SpaceError, UnknownNameError
+from zsltune.errors import ConfigError, UnknownNameError
 from zsltune.methods import Trainer, get_method
+from zsltune.methods.hparams import check_space, check_value
 from zsltune.space import SearchSpace, load_space
 from zsltune.sweep.search import SCHEDULERS, make_sampler
 
@@ -53,9 +54,9 @@ class SweepOptions:
 
 @dataclass(frozen=True)
 class TrialSpec:
-    """What every trial of a sweep shares, besides the data."""
+    """What every trial of a job shares, besides the data."""
 
-    method: str
+    method: str  # the registry name (progress lines, Parquet)
     max_epochs: int
     seed: int
     cpus_per_trial: float
@@ -63,6 +64,10 @@ class TrialSpec:
     checkpoint_every: int
     overrides: dict[str, Any]
     memory_per_trial: float | None = None  # GB; None: no cap
+    #: where a trial imports its trainer: ``module:QualName``, and a sys.path root for a module outside the
+    #: installed packages (a user's or a test's module), so Ray workers find it too
+    method_ref: str = ""
+    method_path: str | None = None
 
 
 @dataclass
@@ -75,17 +80,16 @@ class SweepResult:
 
 
 def _check_options(o: SweepOptions, space: SearchSpace, trainer_cls: type[Trainer]) -> None:
-    unknown = [p.name for p in space.params if p.name not in trainer_cls.defaults]
-    if unknown:
-        raise SpaceError(
-            f"{space.path}: parameter '{unknown[0]}' is not a hyperparameter of {space.method}; "
-            f"valid: {', '.join(sorted(trainer_cls.defaults))}"
-        )
-    bad_over = sorted(set(o.overrides) - set(trainer_cls.defaults))
-    if bad_over:
+    hps = trainer_cls.all_hparams()
+    check_space(space.method, hps, space)  # bounds, choices and per-dataset defaults against the declarations
+    for k, v in o.overrides.items():
+        if k not in hps:
+            raise ConfigError(f"--set {k}: not a hyperparameter of {space.method}; valid: {', '.join(sorted(hps))}")
+        check_value(space.method, k, hps[k], v, where=f"--set {k}={v}: ")
+    if o.stage == "test":
         raise ConfigError(
-            f"--set {bad_over[0]}: not a hyperparameter of {space.method}; valid: "
-            f"{', '.join(sorted(trainer_cls.defaults))}"
+            "--stage test: a search never runs on the test stage (that would tune on test); search on val, then "
+            "run `zsltune analyze rerun SWEEP_DIR` to retrain the selected configurations on the test stage"
         )
     checks = [
         (o.num_samples >= 1, f"--num-samples must be >= 1, got {o.num_samples}"),

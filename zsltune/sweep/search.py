@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -120,3 +121,33 @@ def tune_domain(p: Any) -> Any:
     if p.type == "int":
         return (tune.lograndint if p.log else tune.randint)(int(p.low), int(p.high) + 1)
     return (tune.loguniform if p.log else tune.uniform)(p.low, p.high)
+
+
+def make_searcher(
+    o: Any, space: SearchSpace, metrics: list[str], *, sweep_dir: Path, defaults: dict[str, Any]
+) -> tuple[Any, dict[str, Any]]:
+    """The searcher of a new sweep and its Tune ``param_space``: Optuna (journal in the sweep folder, the paper's
+    defaults enqueued first) or, for PBT, which mutates running trials' configs, Tune's own variant generator."""
+    if o.scheduler == "pbt":  # PBT: no model-based searcher
+        from ray.tune.search import BasicVariantGenerator
+
+        param_space = {p.name: tune_domain(p) for p in space.params if not p.condition}
+        first = {k: v for k, v in defaults.items() if k in param_space}
+        return BasicVariantGenerator(points_to_evaluate=[first], random_state=o.seed), param_space
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    multi = len(metrics) > 1
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    storage = JournalStorage(JournalFileBackend(str(sweep_dir / "optuna.journal")))
+    searcher = PruneAwareOptunaSearch(
+        space=space,
+        metric=metrics if multi else metrics[0],
+        mode=[space.mode] * len(metrics) if multi else space.mode,
+        points_to_evaluate=[defaults],
+        sampler=make_sampler(o.sampler, seed=o.seed, multi=multi),
+        study_name=sweep_dir.name,
+        storage=storage,
+        max_epochs=o.max_epochs or 1,
+    )
+    return searcher, {}

@@ -17,8 +17,7 @@ import ray
 import torch
 from ray import tune
 
-from zsltune.data import StageData
-from zsltune.methods import Trainer, TrialOutOfMemory, get_method
+from zsltune.methods import Trainer, TrialOutOfMemory, get_method, import_method
 from zsltune.sweep.options import TrialSpec
 
 try:
@@ -115,12 +114,14 @@ def out_of_memory(exc: BaseException, spec: TrialSpec) -> TrialOutOfMemory | Non
     return TrialOutOfMemory(f"out of memory on {where}: {_alloc_size(text)} failed past {cap}")
 
 
-def run_trial(config: dict[str, Any], data: StageData, spec: TrialSpec) -> None:
+def run_trial(config: dict[str, Any], data: Any, spec: TrialSpec) -> None:
     """The Tune trainable: one trainer, one Tune iteration per epoch, a checkpoint every ``checkpoint_every``.
 
-    Keys named ``__x__`` are reserved for the driver and never reach the trainer: ``__seed__`` and ``__max_epochs__``
-    override the spec's seed and epoch count for this trial, and a ``__config__`` dict is merged into the config
-    first (analysis reruns: a Tune grid over (configuration, seed), one trial each).
+    Keys named ``__x__`` are reserved for the driver and never reach the trainer: a ``__config__`` dict is merged
+    into the config first (a grid over configurations: analysis reruns); ``__seed__`` and ``__max_epochs__``
+    override the spec's seed and epoch budget (the learning-rate schedule's horizon); ``__stop_epoch__`` ends the
+    trial after that many epochs (a rerun trains a configuration for the epochs the search selected, on the
+    search's schedule); ``__knobs__`` freezes the trainer's knobs (values chosen on validation).
     """
     config = {**{k: v for k, v in config.items() if k != "__config__"}, **config.get("__config__", {})}
     reserved = {k: v for k, v in config.items() if k.startswith("__") and k.endswith("__")}
@@ -130,12 +131,14 @@ def run_trial(config: dict[str, Any], data: StageData, spec: TrialSpec) -> None:
         seed=int(reserved.get("__seed__", spec.seed)),
         max_epochs=int(reserved.get("__max_epochs__", spec.max_epochs)),
     )
+    stop = int(reserved.get("__stop_epoch__") or spec.max_epochs)
+    knobs = dict(reserved.get("__knobs__") or {})
     torch.set_num_threads(max(1, int(spec.cpus_per_trial)))
     warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
     device = _trial_device(spec)
     try:
         with host_memory_cap(spec.memory_per_trial):
-            _train(config, data, spec, device)
+            _train(config, data, spec, device, stop=min(stop, spec.max_epochs), knobs=knobs)
     except (MemoryError, RuntimeError) as exc:  # classified outside the cap, so reporting has memory to work with
         oom = out_of_memory(exc, spec)
         if oom is None:
@@ -143,9 +146,16 @@ def run_trial(config: dict[str, Any], data: StageData, spec: TrialSpec) -> None:
         raise oom from exc
 
 
-def _train(config: dict[str, Any], data: StageData, spec: TrialSpec, device: torch.device) -> None:
-    trainer: Trainer = get_method(spec.method)(
-        {**config, **spec.overrides}, data, device=device, seed=spec.seed, max_epochs=spec.max_epochs
+def trainer_class(spec: TrialSpec) -> type[Trainer]:
+    """The spec's trainer, by import path where it has one (a method outside the package), else by name."""
+    return import_method(spec.method_ref, spec.method_path) if spec.method_ref else get_method(spec.method)
+
+
+def _train(
+    config: dict[str, Any], data: Any, spec: TrialSpec, device: torch.device, *, stop: int, knobs: dict[str, float]
+) -> None:
+    trainer: Trainer = trainer_class(spec)(
+        {**config, **spec.overrides}, data, device=device, seed=spec.seed, max_epochs=spec.max_epochs, knobs=knobs
     )
     device_s, restores = 0.0, 0
     ckpt = tune.get_checkpoint()
@@ -157,10 +167,10 @@ def _train(config: dict[str, Any], data: StageData, spec: TrialSpec, device: tor
     node = ray.get_runtime_context().get_node_id()
     # a PBT clone of a finished leader (or a retry after the last epoch) has nothing left to train: report the
     # restored model once, so the trial ends with a result of its own
-    epochs = range(trainer.epoch, spec.max_epochs) if trainer.epoch < spec.max_epochs else [None]
+    epochs = range(trainer.epoch, stop) if trainer.epoch < stop else [None]
     for _ in epochs:
         t0 = time.perf_counter()
-        losses = trainer.fit_epoch() if trainer.epoch < spec.max_epochs else {}
+        losses = trainer.fit_epoch() if trainer.epoch < stop else {}
         t1 = time.perf_counter()
         metrics = trainer.evaluate()
         t2 = time.perf_counter()
@@ -177,7 +187,7 @@ def _train(config: dict[str, Any], data: StageData, spec: TrialSpec, device: tor
             "pid": os.getpid(),
             "restores": restores,
         }
-        if trainer.epoch % spec.checkpoint_every == 0 or trainer.epoch == spec.max_epochs:
+        if trainer.epoch % spec.checkpoint_every == 0 or trainer.epoch == stop:
             with tempfile.TemporaryDirectory() as d:
                 torch.save(
                     {"trainer": trainer.state_dict(), "device_s": device_s, "restores": restores},

@@ -1,0 +1,208 @@
+"""The method contract from outside the package: a toy method with its own data source, defined in this test
+module, runs a real 2-trial sweep and a 2-seed rerun with no edit to zsltune/sweep or analysis; and the driver's
+checks that refuse bad input before Ray starts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from zsltune.data.sources import DataSource, StageRequest, register_source
+from zsltune.methods import HP, Choice, Float, Int, Trainer, get_method, method_ref, register_method
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Blobs:
+    """The toy bundle: Gaussian blobs around class prototypes; not a StageData."""
+
+    dataset: str
+    stage: str
+    synthetic: bool
+    n_seen: int
+    protos: np.ndarray  # (C, P)
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_seen: np.ndarray
+    y_seen: np.ndarray
+    x_unseen: np.ndarray
+    y_unseen: np.ndarray
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.protos)
+
+
+@register_source("toy-blobs")
+class ToyBlobs(DataSource):
+    kind = "toy blobs"
+
+    def load(self, req: StageRequest) -> Blobs:
+        rng = np.random.default_rng(req.seed)
+        n_seen = 6 if req.stage == "val" else 8  # the test stage has more seen classes, as trainval does
+        protos = rng.normal(size=(10, 8)).astype(np.float32)  # (C, P)
+        w = rng.normal(size=(8, 16)).astype(np.float32)  # attribute -> feature map
+
+        def draw(classes: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+            y = np.repeat(classes, n)
+            return (protos[y] @ w + 0.3 * rng.normal(size=(len(y), 16))).astype(np.float32), y
+
+        seen, unseen = np.arange(n_seen), np.arange(n_seen, 10)
+        xt, yt = draw(seen, 20)
+        xs, ys = draw(seen, 5)
+        xu, yu = draw(unseen, 5)
+        return Blobs(f"blobs-{req.dataset}", req.stage, True, n_seen, protos, xt, yt, xs, ys, xu, yu)
+
+
+@register_method("toy")
+class Toy(Trainer):
+    """Linear compatibility on the blobs; two modules and two optimisers, to exercise the checkpoint."""
+
+    data_source: ClassVar[type[DataSource]] = ToyBlobs
+    hparams: ClassVar[dict[str, HP]] = {
+        "lr": Float(default=0.05, gt=0),
+        "width": Int(default=8),
+        "act": Choice(("relu", "tanh"), default="relu"),
+    }
+
+    def __init__(self, config: dict[str, Any], data: Blobs, **kw: Any) -> None:
+        super().__init__(config, data, **kw)
+        self.img = torch.nn.Linear(16, int(self.config["width"]))
+        self.att = torch.nn.Linear(8, int(self.config["width"]))
+        self.opt_img = torch.optim.Adam(self.img.parameters(), lr=self.config["lr"])
+        self.opt_att = torch.optim.SGD(self.att.parameters(), lr=self.config["lr"])
+        self.protos = self.to_device(data.protos)
+
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        act = torch.relu if self.config["act"] == "relu" else torch.tanh
+        return act(self.img(x)) @ self.att(self.protos).T  # (n, C)
+
+    def train_epoch(self) -> dict[str, float]:
+        x, y = self.to_device(self.data.x_train), self.to_device(self.data.y_train)
+        total = 0.0
+        for idx in self.batches(len(y), 16):
+            loss = F.cross_entropy(self.scores(x[idx])[:, : self.data.n_seen], y[idx])
+            self.opt_img.zero_grad()
+            self.opt_att.zero_grad()
+            loss.backward()
+            self.opt_img.step()
+            self.opt_att.step()
+            total += float(loss.detach())
+        return {"loss": total}
+
+
+SPACE = """
+method: toy
+metric: H
+mode: max
+max_epochs: 3
+grace_period: 1
+parameters:
+  lr: {type: float, low: 0.01, high: 0.1, log: true}
+  act: {type: categorical, choices: [relu, tanh]}
+"""
+
+
+def test_checkpoint_holds_every_module_and_optimiser() -> None:
+    data = ToyBlobs().load(StageRequest(dataset="x", stage="val"))
+    a = Toy({}, data, seed=0)
+    a.fit_epoch()
+    assert set(a.stateful()) == {"img", "att", "opt_img", "opt_att", "model"}
+    state = a.state_dict()
+    import copy
+
+    state = copy.deepcopy(state)
+    a.fit_epoch()
+    b = Toy({}, data, seed=99)
+    b.load_state_dict(state)
+    b.fit_epoch()
+    for name in ("img", "att"):
+        for p, q in zip(getattr(a, name).parameters(), getattr(b, name).parameters(), strict=True):
+            assert torch.equal(p, q)
+    assert a.opt_img.state_dict()["state"][0]["exp_avg"].equal(b.opt_img.state_dict()["state"][0]["exp_avg"])
+
+
+def test_method_by_import_path() -> None:
+    ref, path = method_ref(Toy)
+    assert ref.endswith(":Toy") and path is not None and Path(path).is_dir()
+    assert get_method(ref) is Toy
+    assert method_ref(get_method("crnet")) == ("zsltune.methods.crnet:CRnet", None)
+
+
+@pytest.mark.slow
+def test_toy_method_sweep_and_rerun(tmp_path: Path) -> None:
+    from analysis.rerun import rerun
+    from zsltune.sweep import SweepOptions, run_sweep
+
+    space = tmp_path / "toy.yaml"
+    space.write_text(SPACE)
+    res = run_sweep(
+        SweepOptions(
+            space=str(space), dataset="d", storage=str(tmp_path / "s"), name="toy", num_samples=2, scheduler="fifo",
+            quiet=True,
+        )
+    )  # fmt: skip
+    assert res.counts["completed"] == 2, res.counts
+    trials = pd.read_parquet(res.trials_path)
+    assert set(trials["method"]) == {"toy"} and set(trials["dataset"]) == {"blobs-d"} and (trials["epochs"] == 3).all()
+    epochs = pd.read_parquet(res.epochs_path)
+    assert len(epochs) == 6 and epochs["gamma"].notna().all()
+
+    out = rerun(res.sweep_dir, top=1, seeds=2, quiet=True)
+    f = out.frame
+    assert len(f) == 2 and (f["status"] == "completed").all() and (f["stage"] == "test").all()
+    assert sorted(f["seed"]) == [0, 1] and set(f["dataset"]) == {"blobs-d"}
+    sel = out.plan.selection[0]
+    assert (f["epochs_run"] == sel.epochs).all() and sel.schedule_epochs == 3
+    # γ chosen on validation at the selected epoch, frozen, applied on test; the test-picked one is an oracle
+    best_ep = epochs[(epochs["trial_id"] == sel.trial_id) & (epochs["epoch"] == sel.epochs)]
+    assert sel.knobs == {"gamma": pytest.approx(float(best_ep["gamma"].iloc[0]))}
+    assert (f["gamma"] == sel.knobs["gamma"]).all() and (f["val_knob/gamma"] == sel.knobs["gamma"]).all()
+    assert (f["oracle_H_cal"] >= f["H_cal"] - 1e-12).all() and f["oracle_gamma"].notna().all()
+    plan = json.loads((res.sweep_dir / "rerun" / "rerun.json").read_text())
+    assert plan["selection"][0]["knobs"]["gamma"] == sel.knobs["gamma"]
+
+
+def _cli(*args: str, env_extra: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """``zsltune ARGS`` in a fresh interpreter; prints whether Ray was started after it returns."""
+    code = (
+        "import sys; from zsltune.cli import main\n"
+        "try:\n    rc = main(sys.argv[1:])\nexcept SystemExit as e:\n    rc = e.code\n"
+        "ray = sys.modules.get('ray')\n"
+        "print('RAY_STARTED' if ray is not None and ray.is_initialized() else 'NO_RAY', file=sys.stdout)\n"
+        "sys.exit(rc)\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=cwd or ROOT, timeout=300
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "expect"),
+    [
+        (["--stage", "test"], "zsltune analyze rerun"),
+        (["--set", "K=abc"], "--set K=abc: crnet: K must be an integer >= 1, got 'abc'"),
+        (["--set", "att_norm=cosine"], "att_norm must be one of raw, l2, std, got 'cosine'"),
+        (["--set", "K=100"], "K <= seen classes must hold"),  # a per-dataset rule: needs the data's class count
+    ],
+)
+def test_bad_options_exit_2_with_one_line_and_start_no_ray(args: list[str], expect: str, tmp_path: Path) -> None:
+    r = _cli("run", "--space", "crnet", "--storage", str(tmp_path), "--name", "bad", *args)
+    assert r.returncode == 2, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("zsltune: error")]
+    assert len(errors) == 1 and expect in errors[0], r.stderr
+    assert all(ln.startswith("zsltune: ") for ln in lines), r.stderr  # progress notes at most, no traceback
+    assert r.stdout.strip().endswith("NO_RAY")
+    assert not (tmp_path / "bad").exists()  # nothing started, nothing written

@@ -1,0 +1,141 @@
+"""Data sources: what a method trains on, loaded and cut into one stage by a small registry.
+
+A method names its source (``Trainer.data_source``, a registered name or a :class:`DataSource` subclass); the sweep
+and the analysis reruns ask the method, load the stage through its source on the driver, and hand the result (the
+*bundle*) to every trial through Ray's object store. Neither names a method or a data kind.
+
+The guarantee every source keeps: a ``val`` bundle holds no test row (features, captions) and, for sources that
+hand trials paths plus indices instead of pixels, no test index. Big data (images) is never pushed whole through the
+object store: such a source's bundle is small (paths, indices, class side), and each node decodes into a local cache
+of its own stage split.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+from zsltune.errors import UnknownNameError
+
+
+@dataclass(frozen=True, kw_only=True)
+class StageRequest:
+    """Which dataset and stage to load, as the sweep's options give them."""
+
+    dataset: str
+    stage: str
+    data_root: str | None = None
+    attributes: str = "att"
+    seed: int = 0  # the data seed: synthetic data and the validation hold-out
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataInfo:
+    """What the driver's checks need of a loaded bundle (sizes, class counts), whatever the source."""
+
+    dataset: str
+    stage: str
+    synthetic: bool
+    n_seen: int  # training (seen) classes of the stage
+    num_classes: int
+    n_train: int  # training images
+    feature_dim: int = 0  # 0 where the method sees pixels
+    attribute_dim: int = 0
+
+
+class DataSource(ABC):
+    """Loads one stage for a method. Subclass, set ``name``, implement :meth:`load` (and :meth:`info`)."""
+
+    name: ClassVar[str] = ""
+    #: what the bundle holds, in words, for progress lines ("synthetic features", "images")
+    kind: ClassVar[str] = ""
+
+    @abstractmethod
+    def load(self, req: StageRequest) -> Any:
+        """The bundle every trial of the stage receives (picklable; numpy arrays share zero-copy)."""
+
+    def info(self, bundle: Any) -> DataInfo:
+        return DataInfo(
+            dataset=bundle.dataset,
+            stage=bundle.stage,
+            synthetic=bool(bundle.synthetic),
+            n_seen=int(bundle.n_seen),
+            num_classes=int(bundle.num_classes),
+            n_train=len(bundle.y_train),
+            feature_dim=int(getattr(bundle, "feature_dim", 0)),
+            attribute_dim=int(getattr(bundle, "attribute_dim", 0)),
+        )
+
+
+_SOURCES: dict[str, type[DataSource]] = {}
+S = TypeVar("S", bound=type[DataSource])
+
+
+def register_source(name: str) -> Callable[[S], S]:
+    """Class decorator: ``@register_source("features")`` lets a method name its source."""
+
+    def deco(cls: S) -> S:
+        if name in _SOURCES and _SOURCES[name] is not cls:
+            raise ValueError(f"data source '{name}' is already registered by {_SOURCES[name].__qualname__}")
+        cls.name = name
+        _SOURCES[name] = cls
+        return cls
+
+    return deco
+
+
+def get_source(source: str | type[DataSource] | DataSource) -> DataSource:
+    """A source instance from a registered name, a class or an instance."""
+    if isinstance(source, DataSource):
+        return source
+    if isinstance(source, type) and issubclass(source, DataSource):
+        return source()
+    if source not in _SOURCES:
+        raise UnknownNameError(f"unknown data source '{source}'; valid: {', '.join(sorted(_SOURCES))}")
+    return _SOURCES[source]()
+
+
+def list_sources() -> list[str]:
+    return sorted(_SOURCES)
+
+
+@register_source("features")
+class Features(DataSource):
+    """Precomputed image features (``res101.mat``; synthetic around the real class side where it is missing)."""
+
+    kind = "features"
+
+    def load(self, req: StageRequest) -> Any:
+        from zsltune.data import load_stage
+
+        return load_stage(
+            req.dataset,
+            req.stage,
+            data_root=req.data_root,
+            attributes=req.attributes,
+            seed=req.seed,  # type: ignore[arg-type]
+        )
+
+
+@register_source("features+text")
+class FeaturesText(DataSource):
+    """Features plus per-image captions (``text_c10``) as token arrays; synthetic captions for synthetic features.
+
+    A real dataset without captions is an error naming the folder and the fix, never a silent fallback.
+    """
+
+    kind = "features + per-image captions"
+
+    def load(self, req: StageRequest) -> Any:
+        from zsltune.data import load_stage
+
+        return load_stage(
+            req.dataset,
+            req.stage,
+            data_root=req.data_root,
+            attributes=req.attributes,
+            seed=req.seed,
+            text=True,  # type: ignore[arg-type]
+        )

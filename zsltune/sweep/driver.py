@@ -1,0 +1,205 @@
+"""The one place a Tune job is built and run: searches (``zsltune run``) and reruns (``zsltune analyze rerun``).
+
+A :class:`Job` says what to run (the trial spec and the data bundle every trial shares through the object store),
+what to try (a searcher and scheduler, or a parameter grid), with which resources, where results go, where Ray
+runs (the address rule of :mod:`zsltune.sweep.address`) and the failure and checkpoint policy. :func:`run_job`
+starts or joins Ray, checks the resources against the cluster, and reaches the single ``tune.Tuner`` call site.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+import ray
+from ray import tune
+
+from zsltune.errors import ConfigError
+from zsltune.sweep.address import resolve_address
+from zsltune.sweep.callbacks import CheckpointPruner
+from zsltune.sweep.options import TrialSpec
+from zsltune.sweep.trial import run_trial
+
+GB = 1024**3
+
+
+def trial_dirname(trial: Any) -> str:
+    return f"trial_{trial.trial_id}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Job:
+    """One Tune job. ``param_space`` (a grid, or Tune domains) and/or ``search_alg`` say what to try."""
+
+    name: str  # the experiment folder under ``storage``
+    storage: Path
+    spec: TrialSpec
+    data: Any  # the data source's bundle, shared with every trial through the object store
+    param_space: dict[str, Any] = field(default_factory=dict)
+    search_alg: Any = None
+    scheduler: Any = None
+    num_samples: int = 1
+    max_concurrent: int | None = None  # None: as many as the cluster's resources hold
+    time_budget: float | None = None
+    max_failures: int = 2  # retries of a trial after an infrastructure failure (a lost node, out of memory)
+    callbacks: tuple[Any, ...] = ()
+    dirname: Callable[[Any], str] = trial_dirname
+    resume: bool = False
+    resume_errored: bool = False
+    address: str | None = None
+    #: called on the driver once Ray is up, before the trials start, with the concurrency limit (progress lines)
+    announce: Callable[[int], None] | None = None
+
+
+def run_job(job: Job) -> None:
+    """Run (or resume) ``job`` to the end; starts a private Ray or joins a cluster, and shuts down what it started."""
+    started_ray = not ray.is_initialized()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our own progress lines instead of Ray's tables
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "10")  # experiment snapshots at least this often
+    if started_ray:
+        ray.init(
+            address=resolve_address(job.address),  # None: Ray's default joins a live `ray start` cluster
+            include_dashboard=False,
+            logging_level="ERROR",
+            log_to_driver=False,
+            configure_logging=True,
+            runtime_env=_import_env(job.spec),
+        )
+    try:
+        _fit(job)
+    finally:
+        if started_ray:
+            ray.shutdown()
+
+
+def _import_env(spec: TrialSpec) -> dict[str, Any] | None:
+    """Workers import a method defined outside the installed packages (a user's module, a test module) from the
+    same folder as the driver: it goes first on their PYTHONPATH (unpickling the data bundle may need it too)."""
+    if not spec.method_path:
+        return None
+    paths = [spec.method_path, *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]]
+    return {"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}}
+
+
+def _slots(spec: TrialSpec) -> tuple[int, dict[str, float]]:
+    """How many trials the cluster holds at once, and each trial's Tune resources; a clear error if none fits."""
+    res = ray.cluster_resources()
+    gpus, cpus = spec.gpus_per_trial, spec.cpus_per_trial
+    if gpus > 0 and res.get("GPU", 0) < gpus:
+        raise ConfigError(
+            f"--gpus-per-trial {gpus:g}: the Ray cluster has {res.get('GPU', 0):g} GPUs; use --gpus-per-trial 0 "
+            f"or --address"
+        )
+    memory = int(spec.memory_per_trial * GB) if spec.memory_per_trial else 0  # bytes, Ray's unit
+    if memory and res.get("memory", 0) < memory:
+        raise ConfigError(
+            f"--memory-per-trial {spec.memory_per_trial:g}: the Ray cluster has "
+            f"{res.get('memory', 0) / GB:.1f} GB of memory for tasks; lower it"
+        )
+    slots = res.get("CPU", 1) / cpus
+    if gpus > 0:
+        slots = min(slots, res.get("GPU", 0) / gpus)
+    if memory:
+        slots = min(slots, res.get("memory", 0) / memory)
+    resources = {"cpu": cpus, "gpu": gpus}
+    if memory:  # the scheduler packs trials by it; run_trial enforces it as a cap
+        resources["memory"] = memory
+    return max(1, int(slots)), resources
+
+
+def _fit(job: Job) -> None:
+    slots, resources = _slots(job.spec)
+    max_concurrent = job.max_concurrent or slots  # ray#46965: a searcher without it runs one trial at a time
+    trainable = tune.with_resources(tune.with_parameters(run_trial, data=job.data, spec=job.spec), resources)
+    exp_dir = job.storage / job.name
+    if job.resume:
+        tuner = tune.Tuner.restore(str(exp_dir), trainable, resume_unfinished=True, resume_errored=job.resume_errored)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=job.param_space,
+            tune_config=tune.TuneConfig(
+                search_alg=job.search_alg,
+                scheduler=job.scheduler,
+                num_samples=job.num_samples,
+                max_concurrent_trials=max_concurrent,
+                time_budget_s=job.time_budget,
+                reuse_actors=True,
+                trial_dirname_creator=job.dirname,
+            ),
+            run_config=tune.RunConfig(
+                name=job.name,
+                storage_path=str(job.storage),
+                failure_config=tune.FailureConfig(max_failures=job.max_failures),
+                # Ray's num_to_keep deletes a checkpoint the last experiment snapshot may still point at (and
+                # --resume after a driver crash then fails): CheckpointPruner prunes only aged ones
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
+                callbacks=[*job.callbacks, CheckpointPruner()],
+                verbose=0,
+            ),
+        )
+    if job.announce is not None:
+        job.announce(max_concurrent)
+    tuner.fit()
+
+
+class RecorderCallback(tune.Callback):
+    """Hands each finished trial to a plain-Python recorder (``record(trial, status=, error=)``): reruns use it."""
+
+    def __init__(self, recorder: Any) -> None:
+        self.recorder = recorder
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.recorder.record(trial, status="completed")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        from zsltune.sweep.callbacks import error_line
+
+        self.recorder.record(trial, status="failed", error=error_line(trial))
+
+
+def run_grid(
+    *,
+    name: str,
+    storage: Path,
+    spec: TrialSpec,
+    data: Any,
+    configs: list[dict[str, Any]],
+    seeds: list[int],
+    recorder: Any,
+    dirname: Callable[[Any], str] = trial_dirname,
+    max_failures: int = 2,
+    resume: bool = False,
+    address: str | None = None,
+    announce: Callable[[int], None] | None = None,
+) -> None:
+    """One trial per (configuration, seed), FIFO, no searcher: analysis reruns (and repeats of fixed configs).
+
+    Each trial's config is ``{"__config__": config, "__seed__": seed}``: the trainable merges ``__config__`` and
+    takes the reserved ``__x__`` keys (seed, epochs, knobs) out before it builds the trainer.
+    """
+    from ray.tune.schedulers import FIFOScheduler
+
+    run_job(
+        Job(
+            name=name,
+            storage=storage,
+            spec=spec,
+            data=data,
+            param_space={"__config__": tune.grid_search(configs), "__seed__": tune.grid_search(list(seeds))},
+            scheduler=FIFOScheduler(),
+            num_samples=1,  # one pass over the grid
+            max_failures=max_failures,
+            callbacks=(RecorderCallback(recorder),),
+            dirname=dirname,
+            resume=resume,
+            resume_errored=True,
+            address=address,
+            announce=announce,
+        )
+    )
