@@ -102,7 +102,8 @@ def plan_rerun(sweep_dir: str | Path, *, top: int, seeds: int, by: str | None = 
     sweep = load_sweep(sweep_dir)
     table = rank_trials(sweep, by)  # stage == "val" rows only, completed trials only
     by, mode = table.attrs["by"], table.attrs["mode"]
-    horizon = int(sweep.options.get("max_epochs") or 0) if isinstance(sweep.options, dict) else 0
+    opts = sweep.options if isinstance(sweep.options, dict) else {}
+    horizon, steps = int(opts.get("max_epochs") or 0), int(opts.get("iteration_steps") or 0)
     knob_names = _knob_names(sweep)
     selection = []
     for i, (_, row) in enumerate(table.head(top).iterrows(), start=1):
@@ -116,6 +117,7 @@ def plan_rerun(sweep_dir: str | Path, *, top: int, seeds: int, by: str | None = 
                 epochs=max(1, epochs),
                 config=config_of(row, sweep.space_params),
                 schedule_epochs=max(horizon, epochs, 1),
+                budget_unit=f"{steps} steps" if steps else "epoch",
                 knobs={k: float(row[f"val/{k}"]) for k in knob_names if _finite(row.get(f"val/{k}"))},
             )
         )
@@ -334,6 +336,7 @@ def _run(
         checkpoint_every=int(options.get("checkpoint_every", 1)),
         overrides=overrides,
         memory_per_trial=options.get("memory_per_trial"),
+        iteration_steps=int(options.get("iteration_steps") or 0) or None,  # the search's unit: same steps per iteration
     )
     meta = {
         "sweep": d.name,

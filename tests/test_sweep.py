@@ -246,13 +246,13 @@ def test_crnet_sweep_runs_paper_defaults_first(local_ray, tiny_dataset_dir: Path
         ),
     )
     defaults = load_space("crnet").defaults("TINY")
-    assert defaults["lr"] == 1e-5 and defaults["K"] == 3 and defaults["hidden"] == 2048  # the paper's values
+    assert defaults["lr"] == 5e-4 and defaults["K"] == 3 and defaults["hidden"] == 1024  # the space's defaults
     del defaults["hidden"]  # fixed by --set: no longer searched
     assert study.trials[0].params == defaults
     assert all("hidden" not in t.params for t in study.trials)
     trials = pd.read_parquet(res.trials_path)
     assert len(trials) == 2 and set(trials["status"]) == {"completed"}
-    assert (trials["config/lr"] == 1e-5).sum() >= 1 and (trials["config/hidden"] == 32).all()
+    assert (trials["config/lr"] == 5e-4).sum() >= 1 and (trials["config/hidden"] == 32).all()
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "cmaes", "gp", "random", "qmc", "nsga2"])
@@ -268,3 +268,24 @@ def test_every_sampler_proposes_valid_configs(sampler: str) -> None:
             if p.name in trial.params:
                 assert p.contains(trial.params[p.name]), (p.name, trial.params[p.name])
         study.tell(trial, float(i % 3))
+
+
+def test_paper_profile_is_the_first_trial(local_ray, tiny_dataset_dir: Path, tmp_path: Path) -> None:
+    """``--profile paper``: the published configuration (Adam lr 1e-5, hidden 2048, ...) runs first."""
+    res = run_sweep(
+        opts(
+            tiny_dataset_dir, tmp_path, name="paper", space="crnet", scheduler="fifo", num_samples=1, max_epochs=1,
+            profile="paper", iteration_steps=5,
+        )
+    )  # fmt: skip
+    study = optuna.load_study(
+        study_name="paper",
+        storage=optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(res.sweep_dir / "optuna.journal"))
+        ),
+    )
+    first = study.trials[0].params
+    assert (first["lr"], first["hidden"], first["att_norm"], first["feat_norm"]) == (1e-5, 2048, "l2", "none")
+    assert first["lr_schedule"] == "constant" and first["K"] == 3  # per-dataset values the profile leaves alone
+    epochs = pd.read_parquet(res.epochs_path)
+    assert list(epochs["step"]) == [5]  # --iteration-steps: an iteration of 5 optimisation steps

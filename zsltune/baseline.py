@@ -28,3 +28,11 @@ def ridge_scores(data: StageData, *, lam: float = 1.0) -> tuple[np.ndarray, np.n
     mean = data.x_train.mean(0)
     w = ridge_fit(data.x_train - mean, protos[data.y_train], lam=lam)  # (D, P)
     return (_unit((data.x_seen - mean) @ w) @ protos.T, _unit((data.x_unseen - mean) @ w) @ protos.T)
+
+
+def ridge_report(data: StageData, *, lam: float = 1.0) -> dict[str, float]:
+    """The GZSL report (H, U, S, zsl_top1, AUSUC, H_cal, gamma) of the ridge baseline on ``data``'s own split."""
+    from zsltune.methods.base import gzsl_report
+
+    s_seen, s_unseen = ridge_scores(data, lam=lam)
+    return gzsl_report(s_seen, data.y_seen, s_unseen, data.y_unseen, n_seen=data.n_seen)

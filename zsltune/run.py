@@ -61,9 +61,15 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
         "--stage",
         default="val",
         choices=("val", "test"),
-        help="val: tune on trainval only (default); test: train on trainval, evaluate on test",
+        help="val: tune on trainval only (the default and the only stage a search runs on; test-stage numbers come "
+        "from `zsltune analyze rerun`)",
     )
     g.add_argument("--attributes", default="att", choices=("att", "original_att", "sent"))
+    g.add_argument(
+        "--profile",
+        help="first trial from a named profile of the space instead of its defaults (e.g. 'paper': the published "
+        "configuration, with the budget it assumes stated in the YAML)",
+    )
     g.add_argument("--metric", help="metric to optimise (default: the space's); 'U,S' for a Pareto front")
     g.add_argument(
         "--set",
@@ -77,10 +83,22 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--num-samples", type=int, default=8, help="number of trials (default 8)")
     g.add_argument("--sampler", default="tpe", help="tpe | cmaes | gp | random | qmc | nsga2 (default tpe)")
     g.add_argument("--scheduler", default="asha", help="asha | hyperband | median | pbt | fifo (default asha)")
-    g.add_argument("--max-epochs", type=int, help="epochs per trial (default: the space's)")
-    g.add_argument("--grace-period", type=int, help="epochs before a trial may be stopped (default: the space's)")
+    g.add_argument("--max-epochs", type=int, help="iterations per trial (default: the space's)")
+    g.add_argument("--grace-period", type=int, help="iterations before a trial may be stopped (default: the space's)")
+    g.add_argument(
+        "--iteration-steps",
+        type=int,
+        metavar="N",
+        help="an iteration is N optimisation steps (0: one epoch; default: the space's iteration_steps)",
+    )
     g.add_argument("--time-budget", type=float, help="stop the sweep after this many seconds")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=int, default=0, help="seed of the search and the trials (not the data)")
+    g.add_argument(
+        "--data-seed",
+        type=int,
+        default=0,
+        help="seed of the synthetic data and the validation hold-out (default 0): the same data for every --seed",
+    )
     g = p.add_argument_group("resources")
     g.add_argument("--cpus-per-trial", type=float, default=1.0)
     g.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractions pack trials on a GPU, e.g. 0.25")
@@ -122,6 +140,9 @@ def _run(args: argparse.Namespace) -> int:
         metric=args.metric,
         max_epochs=args.max_epochs,
         grace_period=args.grace_period,
+        iteration_steps=args.iteration_steps,
+        profile=args.profile,
+        data_seed=args.data_seed,
         cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial,
         memory_per_trial=args.memory_per_trial,

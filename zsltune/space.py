@@ -49,6 +49,7 @@ _KEYS = {
     "categorical": {"choices"},
 }
 _COMMON = {"type", "default", "condition", "help"}
+_TOP_KEYS = {"method", "metric", "mode", "max_epochs", "grace_period", "iteration_steps", "profiles", "parameters"}
 
 
 @dataclass(frozen=True)
@@ -102,10 +103,24 @@ class SearchSpace:
     method: str
     metric: str
     mode: str
-    max_epochs: int
-    grace_period: int
+    max_epochs: int  # Tune iterations in a trial's budget
+    grace_period: int  # iterations before ASHA may stop a trial
     params: tuple[Param, ...]
     path: Path | None = None
+    #: optimisation steps per Tune iteration; None: an iteration is an epoch (one pass over the training images)
+    iteration_steps: int | None = None
+    #: named sets of first-trial values (``paper``: the published configuration), ``--profile NAME``
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def with_profile(self, name: str) -> SearchSpace:
+        """The space whose defaults (the first trial) are profile ``name``'s values where it gives them."""
+        if name not in self.profiles:
+            known = ", ".join(sorted(self.profiles)) or "none"
+            raise SpaceError(f"{self.path or self.method}: no profile '{name}'; profiles: {known}")
+        vals = self.profiles[name]
+        return replace(
+            self, params=tuple(replace(p, default=vals[p.name]) if p.name in vals else p for p in self.params)
+        )
 
     def __call__(self, trial: Any) -> None:
         values: dict[str, Any] = {}
@@ -225,9 +240,15 @@ def parse_space(doc: Any, *, path: Path | str = "<space>") -> SearchSpace:
     if mode not in ("max", "min"):
         raise SpaceError(f"{path}: mode must be 'max' or 'min', got {mode!r}")
     max_epochs, grace = doc.get("max_epochs", 20), doc.get("grace_period", 1)
-    for key, v in (("max_epochs", max_epochs), ("grace_period", grace)):
+    steps = doc.get("iteration_steps")
+    for key, v in (("max_epochs", max_epochs), ("grace_period", grace), ("iteration_steps", steps)):
+        if key == "iteration_steps" and v is None:
+            continue
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise SpaceError(f"{path}: {key} must be a positive integer, got {v!r}")
+    unknown = sorted(set(doc) - _TOP_KEYS)
+    if unknown:
+        raise SpaceError(f"{path}: unknown top-level key '{unknown[0]}'; allowed: {', '.join(sorted(_TOP_KEYS))}")
     raw = doc["parameters"]
     if not isinstance(raw, dict) or not raw:
         raise SpaceError(f"{path}: 'parameters' must be a non-empty mapping of name -> spec")
@@ -244,12 +265,27 @@ def parse_space(doc: Any, *, path: Path | str = "<space>") -> SearchSpace:
                     f"(it must be defined above '{p.name}'; parameters: {known})",
                 )
         seen.add(p.name)
+    profiles = doc.get("profiles") or {}
+    if not isinstance(profiles, dict) or not all(isinstance(v, dict) for v in profiles.values()):
+        raise SpaceError(f"{path}: 'profiles' must map a name to {{parameter: value}}, got {profiles!r}")
+    by_name = {p.name: p for p in params}
+    for prof, vals in profiles.items():
+        for k, v in vals.items():
+            if k not in by_name:
+                raise _fail(path, f"profile '{prof}'", f"unknown parameter '{k}'; parameters: {', '.join(by_name)}")
+            for ds, value in v.items() if isinstance(v, dict) else [("", v)]:
+                if not by_name[k].contains(value):
+                    raise _fail(
+                        path, f"profile '{prof}'", f"{k}{'[' + ds + ']' if ds else ''} = {value!r} is outside its range"
+                    )
     return SearchSpace(
         method=str(doc["method"]),
         metric=str(doc["metric"]),
         mode=mode,
         max_epochs=max_epochs,
         grace_period=grace,
+        iteration_steps=steps,
+        profiles={str(k): dict(v) for k, v in profiles.items()},
         params=params,
         path=Path(path) if path != "<space>" else None,
     )

@@ -45,6 +45,7 @@ def crnet_sweep(awa2_like_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
             name="crnet-tiny",
             num_samples=3,
             max_epochs=2,
+            iteration_steps=0,  # epochs: a few steps, so the tiny trials still differ (300 steps all reach H 0)
             scheduler="fifo",
             quiet=True,
             overrides={"hidden": 32},

@@ -18,7 +18,11 @@ from zsltune.errors import ConfigError, DataError
 from zsltune.methods import get_method
 from zsltune.methods.clarel import ALPHA_GRID, CLAREL, alpha_sweep, euclidean, retrieval_losses
 
-TINY = {"embed_dim": 32, "lstm_units": 16, "filters": 8, "word_dim": 16}
+# tiny networks; the paper's sentences per step, prototype images and raw features (what these unit tests check)
+TINY = {
+    "embed_dim": 32, "lstm_units": 16, "filters": 8, "word_dim": 16, "sentences": 10, "proto_images": 100,
+    "feat_norm": "none",
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -116,3 +116,15 @@ def test_seeded_trainers_are_deterministic(stage) -> None:
     assert runs[0] == runs[1]
     assert cls({}, stage, seed=8).fit_epoch() != runs[0]
     assert np.isfinite(list(runs[0].values())).all()
+
+
+def test_every_method_with_a_space_has_a_learning_test() -> None:
+    """A number means something: each shipped method's defaults must be shown to learn (tests/methods/test_learning)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_learning", Path(__file__).with_name("test_learning.py"))
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    missing = sorted(set(shipped_methods()) & set(available_spaces()) - set(mod.LEARNING))
+    assert not missing, f"methods with a search space but no learning test: {missing}"

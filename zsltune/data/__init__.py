@@ -31,8 +31,10 @@ __all__ = [
 ]
 
 DEMO = "demo"
-# small enough for a sweep of several trials on 2 CPU cores in minutes, big enough to separate configurations
-DEMO_SIZE = {"classes": 40, "attributes": 64, "images": 6000, "feature_dim": 512}
+# small enough for a sweep of several trials on 2 CPU cores in minutes, big enough to separate configurations:
+# 40 classes (val stage: 24 seen + 8 unseen), 300 images a class. At this size the closed-form ridge baseline's
+# calibrated H on the val stage is 0.336 (6,000 images: 0.302; the issue's band for the demo: 0.25-0.35)
+DEMO_SIZE = {"classes": 40, "attributes": 64, "images": 12000, "feature_dim": 512}
 
 
 def default_data_root() -> Path:
@@ -49,7 +51,7 @@ def resolve_dataset(
     with ``captions``, synthetic per-image captions too.
     """
     if name == DEMO:
-        out = cache_dir() / "synth" / f"demo-{seed}-v4"
+        out = cache_dir() / "synth" / f"demo-{seed}-v5"
         if not (out / "res101.mat").is_file() or (captions and not (out / "text_c10").is_dir()):
             synth_fresh(out, seed=seed, captions=captions, **DEMO_SIZE)
         return out

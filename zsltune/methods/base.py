@@ -8,7 +8,7 @@ on evaluation data (:attr:`Trainer.knobs`: chosen on validation, then frozen for
 The sweep never knows which method it runs: it builds ``cls(config, data, device=, seed=, max_epochs=, knobs=)``,
 calls :meth:`Trainer.fit_epoch` once per Tune iteration, then :meth:`Trainer.evaluate`, and checkpoints with
 :meth:`Trainer.state_dict`, which holds every module, optimiser, LR scheduler and AMP scaler the trainer keeps as an
-attribute. A method implements :meth:`train_epoch` and :meth:`scores` (GZSL) or overrides :meth:`evaluate`.
+attribute. A method implements :meth:`train_steps` and :meth:`scores` (GZSL) or overrides :meth:`evaluate`.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import torch
 from zsltune import metrics
 from zsltune.data.sources import DataInfo, DataSource, get_source
 from zsltune.errors import ConfigError, UnknownNameError
+from zsltune.methods import prep
 from zsltune.methods.hparams import FROM_SPACE, HP, Bool, check_config
 
 GZSL_KEYS = ("H", "U", "S", "zsl_top1", "AUSUC", "H_cal")
@@ -38,6 +39,8 @@ METRIC_FAMILIES: dict[str, tuple[str, ...]] = {"gzsl": GZSL_KEYS, "retrieval": R
 #: hyperparameters every trainer takes
 BASE_HPARAMS: dict[str, HP] = {"amp": Bool(default=False, help="bf16 autocast on CUDA (ignored on CPU)")}
 #: checkpointed attributes: every one of these a trainer holds goes into state_dict() under its attribute name
+#: learning-rate schedules over a trial's budget (``max_epochs`` iterations), see :meth:`Trainer.lr_factor`
+LR_SCHEDULES = ("constant", "cosine")
 STATEFUL = (torch.nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, torch.amp.GradScaler)
 
 
@@ -75,6 +78,7 @@ class Trainer(ABC):
         seed: int = 0,
         max_epochs: int = 50,
         knobs: Mapping[str, float] | None = None,
+        iteration_steps: int | None = None,
     ) -> None:
         hps = self.all_hparams()
         check_config(self.name, hps, config)  # unknown keys, wrong kinds, out-of-range values: one line each
@@ -89,13 +93,19 @@ class Trainer(ABC):
         self.data = data
         self.device = torch.device(device)
         self.seed = seed
-        self.max_epochs = max_epochs
-        self.epoch = 0
+        self.max_epochs = max_epochs  # iterations in the budget: the horizon of any learning-rate schedule
+        self.epoch = 0  # iterations done (an iteration is an epoch, or ``iteration_steps`` optimisation steps)
+        self.step = 0  # optimisation steps done
+        if iteration_steps is not None and (isinstance(iteration_steps, bool) or int(iteration_steps) < 1):
+            raise ConfigError(f"{self.name}: iteration_steps must be an integer >= 1 or None, got {iteration_steps!r}")
+        self.iteration_steps = int(iteration_steps) if iteration_steps else None
+        self._queue: list[torch.Tensor] = []  # the rest of the current pass over the training rows
         self.amp = bool(self.config["amp"]) and self.device.type == "cuda"  # the one AMP switch
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         torch.manual_seed(seed)
         self.model: torch.nn.Module = torch.nn.Module()
         self.optimizer: torch.optim.Optimizer | None = None
+        self._feat: tuple[str, torch.Tensor, torch.Tensor] | None = None  # fitted feature transform
 
     # ---- declarations -------------------------------------------------------------------------------------
     @classmethod
@@ -131,8 +141,16 @@ class Trainer(ABC):
 
     # ---- what a method implements -------------------------------------------------------------------------
     @abstractmethod
+    def train_steps(self, steps: int) -> dict[str, float]:
+        """``steps`` optimisation steps (batches from :meth:`next_batches`); returns the mean of each loss term."""
+
+    def steps_per_epoch(self) -> int:
+        """Batches in one pass over the training rows (``batch_size`` of the config; override where it differs)."""
+        return pass_length(len(self.data.y_train), int(self.config["batch_size"]))
+
     def train_epoch(self) -> dict[str, float]:
-        """One pass over the training images; returns the mean of each loss term."""
+        """One pass over the training images."""
+        return self.train_steps(self.steps_per_epoch())
 
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         """Compatibility scores (n, C) of images x (n, D) against every stage class (GZSL methods)."""
@@ -147,12 +165,15 @@ class Trainer(ABC):
 
     # ---- what the sweep calls -----------------------------------------------------------------------------
     def fit_epoch(self) -> dict[str, float]:
-        """``train_epoch`` with a divergence check; raises :class:`TrialDiverged` on a non-finite loss."""
+        """One iteration (an epoch, or ``iteration_steps`` steps) with a divergence check; raises
+        :class:`TrialDiverged` on a non-finite loss."""
         for m in self.stateful().values():
             if isinstance(m, torch.nn.Module):
                 m.train()
-        losses = self.train_epoch()
+        steps = self.iteration_steps or self.steps_per_epoch()
+        losses = self.train_steps(steps)
         self.epoch += 1
+        self.step += steps
         bad = [k for k, v in losses.items() if not math.isfinite(v)]
         if bad:
             raise TrialDiverged(
@@ -190,6 +211,8 @@ class Trainer(ABC):
         return {
             "state": {k: v.state_dict() for k, v in self.stateful().items()},
             "epoch": self.epoch,
+            "step": self.step,
+            "queue": [q.cpu() for q in self._queue],
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
             "extra": self.extra_state(),
@@ -205,19 +228,56 @@ class Trainer(ABC):
         for k, obj in sorted(held.items(), key=lambda kv: not isinstance(kv[1], torch.nn.Module)):  # modules first
             obj.load_state_dict(saved[k])
         self.epoch = int(state["epoch"])
+        self.step = int(state.get("step", 0))
+        self._queue = [q.to(self.device) for q in state.get("queue", [])]
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         self.load_extra_state(state.get("extra", {}))
 
     # ---- helpers ------------------------------------------------------------------------------------------
+    def lr_factor(self, progress: float) -> float:
+        """The config's ``lr_schedule`` at ``progress`` in [0, 1] of the trial's budget: 1 for ``constant``;
+        ``cosine`` falls from 1 to 0 (half a cosine), so the last iterations settle instead of jitter."""
+        if self.config.get("lr_schedule", "constant") == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+        return 1.0
+
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         """bf16 autocast where ``amp`` is on and the trainer runs on CUDA; nothing otherwise."""
         if self.amp:
             return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
+    def fit_features(self, kind: str) -> torch.Tensor:
+        """Fit the feature transform ``kind`` (:data:`~zsltune.methods.prep.FEATURE_NORMS`) on the training images
+        only, and return them transformed, on the device (N_tr, D); :meth:`prep_features` applies it to any batch."""
+        shift, scale = prep.feature_stats(self.data.x_train, kind)
+        self._feat = (kind, self.to_device(shift), self.to_device(scale))
+        return self.prep_features(self.to_device(self.data.x_train))
+
+    def prep_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Features (n, D) through the transform fitted on the training images (float32)."""
+        x = x.float()
+        if self._feat is None:
+            return x
+        kind, shift, scale = self._feat
+        x = (x - shift) / scale
+        return torch.nn.functional.normalize(x, dim=1) if kind == "l2" else x
+
     def to_device(self, a: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(a).to(self.device, non_blocking=True)
+
+    def next_batches(self, steps: int, n: int, batch_size: int) -> list[torch.Tensor]:
+        """The next ``steps`` batches of row indices: passes over ``range(n)`` in seeded random order, continued
+        across calls (and checkpoints), so an iteration may end inside a pass."""
+        out: list[torch.Tensor] = []
+        while len(out) < steps:
+            if not self._queue:
+                self._queue = self.batches(n, batch_size)
+            take = min(steps - len(out), len(self._queue))
+            out += self._queue[:take]
+            self._queue = self._queue[take:]
+        return out
 
     def batches(self, n: int, batch_size: int) -> list[torch.Tensor]:
         """A seeded random permutation of ``range(n)`` on the device, cut into batches (last one dropped if tiny)."""
@@ -226,6 +286,13 @@ class Trainer(ABC):
         if len(cuts) > 1 and len(cuts[-1]) < batch_size // 2:
             cuts.pop()
         return cuts
+
+
+def pass_length(n: int, batch_size: int) -> int:
+    """Batches in one pass of :meth:`Trainer.batches` over n rows (a last batch under half size is dropped)."""
+    full, rem = divmod(n, batch_size)
+    cuts = full + (1 if rem else 0)
+    return cuts - 1 if cuts > 1 and 0 < rem < batch_size // 2 else max(cuts, 1)
 
 
 def gzsl_report(

@@ -56,9 +56,9 @@ from zsltune.data.sources import DataSource, get_source
 from zsltune.errors import DataError
 from zsltune.methods.base import Trainer, TrialDiverged, gzsl_report, register_method
 from zsltune.methods.hparams import HP, Choice, Float, Int
+from zsltune.methods.prep import FEATURE_NORMS
 
 ALPHA_GRID = np.round(np.arange(0, 0.5 + 1e-9, 0.005), 3)  # (G,)
-PROTO_IMAGES = 100  # images per class whose captions make its prototype
 RECALL_KS = (1, 5, 10)
 EPS = 1e-6
 
@@ -208,6 +208,8 @@ class CLAREL(Trainer):
         "word_dim": Int(default=300, help="trainable embedding only; frozen vectors bring their own width"),
         "clip": Float(gt=0),
         "sentences": Int(),
+        "feat_norm": Choice(FEATURE_NORMS, help="image features: none (paper), std (training-image statistics), l2"),
+        "proto_images": Int(help="images per class whose captions make its prototype (authors' code: 100)"),
         "captions": Choice(
             ("per_image", "class"),
             default="per_image",
@@ -229,8 +231,11 @@ class CLAREL(Trainer):
         seed: int = 0,
         max_epochs: int = 50,
         knobs: Mapping[str, float] | None = None,
+        iteration_steps: int | None = None,
     ) -> None:
-        super().__init__(config, data, device=device, seed=seed, max_epochs=max_epochs, knobs=knobs)
+        super().__init__(
+            config, data, device=device, seed=seed, max_epochs=max_epochs, knobs=knobs, iteration_steps=iteration_steps
+        )
         c = self.config
         d = data
         if c["captions"] == "per_image":
@@ -244,14 +249,15 @@ class CLAREL(Trainer):
             cls_tok = class_caption_tokens(d.attributes)
             tok_tr, tok_u, vocab, vectors = cls_tok[d.y_train], cls_tok[d.y_unseen], d.attribute_dim + 2, None
         # everything the training loop and evaluation touch lives on the device, created once
-        self.x_train = self.to_device(d.x_train).float()  # (N, D)
+        self.x_train = self.fit_features(c["feat_norm"])  # (N, D), transform fitted on the training images only
         self.y_train = self.to_device(d.y_train).long()  # (N,)
         self.tok_train = self.to_device(np.ascontiguousarray(tok_tr))  # (N, S, L) int32
-        self.x_seen, self.x_unseen = self.to_device(d.x_seen).float(), self.to_device(d.x_unseen).float()
-        # prototype images: up to PROTO_IMAGES per class, seen from train, unseen from the unseen eval images
+        self.x_seen = self.prep_features(self.to_device(d.x_seen))  # (N_s, D), the training images' transform
+        self.x_unseen = self.prep_features(self.to_device(d.x_unseen))
+        # prototype images: up to proto_images per class, seen from train, unseen from the unseen eval images
         rng = np.random.default_rng(seed)
         pick = [
-            rng.permutation(np.flatnonzero(y == k))[:PROTO_IMAGES]
+            rng.permutation(np.flatnonzero(y == k))[: int(c["proto_images"])]
             for y, ks in ((d.y_train, range(d.n_seen)), (d.y_unseen, range(d.n_seen, d.num_classes)))
             for k in ks
         ]
@@ -304,8 +310,8 @@ class CLAREL(Trainer):
             clip = float(self.config["clip"])
             torch._foreach_mul_(grads, list((clip / norms.clamp_min(clip)).unbind()))
 
-    def train_epoch(self) -> dict[str, float]:
-        cuts = self.batches(self.y_train.shape[0], int(self.config["batch_size"]))
+    def train_steps(self, steps: int) -> dict[str, float]:
+        cuts = self.next_batches(steps, self.y_train.shape[0], int(self.config["batch_size"]))
         sums: dict[str, torch.Tensor] = {}
         for i, idx in enumerate(cuts):
             for g in self.optimizer.param_groups:

@@ -35,8 +35,9 @@ from torch import nn
 from zsltune.data.protocol import StageData
 from zsltune.data.sources import DataInfo
 from zsltune.errors import ConfigError
-from zsltune.methods.base import Trainer, register_method
+from zsltune.methods.base import LR_SCHEDULES, Trainer, register_method
 from zsltune.methods.hparams import HP, Bool, Choice, Float, Int
+from zsltune.methods.prep import ATTRIBUTE_NORMS, FEATURE_NORMS, normalise_attributes
 
 #: upper bound on the elements of the (n_chunk, C, H) relation intermediate in :meth:`CRnet.scores`
 SCORE_CHUNK_ELEMENTS = 32 * 2**20
@@ -89,11 +90,12 @@ class CRnetNet(nn.Module):
         """The anchor half of FC1, A = v̂ W_a^T (C, H): once per set of anchors."""
         return anchors @ self.w_a.T  # (C, H)
 
-    def relate(self, v: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    def relate(self, v: torch.Tensor, a: torch.Tensor, *, logit: bool = False) -> torch.Tensor:
         """Factorised relation of images v (B, D) with projected anchors a (C, H) -> (B, C) in [0, 1]."""
         x = torch.addmm(self.b1, v, self.w_x.T)  # (B, H): W_x v + b1
         h = (x[:, None, :] + a[None]).relu_()  # (B, C, H) = relu(FC1[v̂; v]) for every pair
-        return torch.sigmoid(h @ self.w2 + self.b2)  # (B, C)
+        z = h @ self.w2 + self.b2  # (B, C) relation logits
+        return z if logit else torch.sigmoid(z)
 
     def relation(self, v: torch.Tensor, anchors: torch.Tensor, *, naive: bool = False) -> torch.Tensor:
         """g(v, v̂) for every image (B, D) and anchor (C, D) -> (B, C); ``naive`` builds the (B·C, 2D) pairs."""
@@ -164,9 +166,11 @@ class CRnet(Trainer):
         "use_beta": Bool(),
         "beta": Float(low=0, help="L2 weight of the relation g"),
         "lr": Float(gt=0),
+        "lr_schedule": Choice(LR_SCHEDULES, help="constant (paper) or cosine to 0 over the trial's budget"),
         "hidden": Int(),
         "batch_size": Int(),
-        "att_norm": Choice(("raw", "l2", "std")),
+        "att_norm": Choice(ATTRIBUTE_NORMS),
+        "feat_norm": Choice(FEATURE_NORMS, help="image features: none, std (training-image statistics), l2"),
         "pairs": Choice(("batch", "all"), default="batch"),
         "reduction": Choice(("mean", "sum"), default="mean"),
     }
@@ -180,8 +184,11 @@ class CRnet(Trainer):
         seed: int = 0,
         max_epochs: int = 50,
         knobs: Mapping[str, float] | None = None,
+        iteration_steps: int | None = None,
     ) -> None:
-        super().__init__(config, data, device=device, seed=seed, max_epochs=max_epochs, knobs=knobs)
+        super().__init__(
+            config, data, device=device, seed=seed, max_epochs=max_epochs, knobs=knobs, iteration_steps=iteration_steps
+        )
         c = self.config
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
@@ -189,17 +196,12 @@ class CRnet(Trainer):
         self.alpha = float(c["alpha"])
         self.beta = float(c["beta"]) if c["use_beta"] else 0.0  # Table 2: β = 0 on CUB and SUN
 
-        att = data.attributes.astype(np.float32)  # (C, P), seen classes first
-        if c["att_norm"] == "l2":
-            att = att / np.maximum(np.linalg.norm(att, axis=1, keepdims=True), 1e-12)
-        elif c["att_norm"] == "std":  # each attribute standardised over the seen classes: offsets of unit scale
-            seen = att[: data.n_seen]
-            att = (att - seen.mean(0)) / np.maximum(seen.std(0), 1e-6)
+        att = normalise_attributes(data.attributes, data.n_seen, c["att_norm"])  # (C, P), seen classes first
         self.k = min(int(c["K"]), data.n_seen)  # K ∈ {1, ..., M} (paper, Sec. 3)
         centres = torch.from_numpy(field_centres(att[: data.n_seen], self.k, seed))  # (K, P)
         # everything the training loop touches lives on the device, created once
         self.att = self.to_device(att)  # (C, P)
-        self.x_train = self.to_device(data.x_train).float()  # (N_tr, D)
+        self.x_train = self.fit_features(c["feat_norm"])  # (N_tr, D), transform fitted on these rows only
         self.y_train = self.to_device(data.y_train).long()  # (N_tr,)
         self.model = CRnetNet(centres, data.feature_dim, int(c["hidden"])).to(self.device)
         self.optimizer = self.model.make_optimizer(float(c["lr"]), self.alpha, self.beta)
@@ -219,12 +221,16 @@ class CRnet(Trainer):
                 naive=naive,
             )
 
-    def train_epoch(self) -> dict[str, float]:
+    def train_steps(self, steps: int) -> dict[str, float]:
         total = torch.zeros((), device=self.device)
         mse_sum = torch.zeros((), device=self.device)
         regularised = self.alpha > 0 or self.beta > 0
-        cuts = self.batches(self.y_train.shape[0], int(self.config["batch_size"]))
-        for idx in cuts:
+        cuts = self.next_batches(steps, self.y_train.shape[0], int(self.config["batch_size"]))
+        for i, idx in enumerate(cuts):
+            if self.config["lr_schedule"] != "constant":
+                lr = float(self.config["lr"]) * self.lr_factor((self.epoch + i / len(cuts)) / max(1, self.max_epochs))
+                for g in self.optimizer.param_groups:
+                    g["lr"] = lr
             mse = self.loss(self.x_train[idx], self.y_train[idx])  # (B, D), (B,) -> ()
             if regularised:  # the value at the weights the step's gradient is taken at (Eq. 10's total loss)
                 with torch.no_grad():
@@ -239,11 +245,13 @@ class CRnet(Trainer):
     @torch.no_grad()
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         """Relation scores (n, C) of images x (n, D) against the anchors of every stage class."""
-        x = x.float()
+        x = self.prep_features(x)
         with self.autocast():
             a = self.model.project_anchors(self.model.anchors(self.att))  # (C, H)
             chunk = max(1, SCORE_CHUNK_ELEMENTS // (a.shape[0] * a.shape[1]))
-            out = [self.model.relate(x[i : i + chunk], a).float() for i in range(0, x.shape[0], chunk)]
+            # ranked on the logit: the sigmoid saturates to ties at 1.0 in float32, and argmax then picks the first
+            # (seen) column; the logit orders the same pairs without ties
+            out = [self.model.relate(x[i : i + chunk], a, logit=True).float() for i in range(0, x.shape[0], chunk)]
         return torch.cat(out) if out else x.new_zeros((0, a.shape[0]))
 
     @classmethod

@@ -37,10 +37,10 @@ class LinearCompat(Trainer):
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x.float()) @ self.att.T / self.config["temperature"]  # (n, C)
 
-    def train_epoch(self) -> dict[str, float]:
+    def train_steps(self, steps: int) -> dict[str, float]:
         seen = self.data.n_seen
         total, n = torch.zeros((), device=self.device), 0
-        for idx in self.batches(len(self.y), self.config["batch_size"]):
+        for idx in self.next_batches(steps, len(self.y), self.config["batch_size"]):
             logits = self.scores(self.x[idx])[:, :seen]  # (B, S): train on seen classes only
             loss = F.cross_entropy(logits, self.y[idx])
             self.optimizer.zero_grad(set_to_none=True)

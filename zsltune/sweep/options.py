@@ -34,8 +34,10 @@ class SweepOptions:
     sampler: str = "tpe"
     scheduler: str = "asha"
     metric: str | None = None  # "H", or "U,S" for a multi-objective study
-    max_epochs: int | None = None
+    profile: str | None = None  # first trial from the space's named profile (e.g. "paper") instead of its defaults
+    max_epochs: int | None = None  # iterations per trial
     grace_period: int | None = None
+    iteration_steps: int | None = None  # steps per iteration; 0: an epoch; None: the space's
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     memory_per_trial: float | None = None  # GB of host memory per trial: a cap and a Ray resource
@@ -44,7 +46,8 @@ class SweepOptions:
     name: str | None = None
     storage: str | None = None
     resume: bool = False
-    seed: int = 0
+    seed: int = 0  # the search's and the trials' seed
+    data_seed: int | None = None  # synthetic data and validation hold-out; None: 0 (stored sweeps: their seed)
     address: str | None = None
     max_failures: int = 2
     checkpoint_every: int = 1
@@ -64,6 +67,7 @@ class TrialSpec:
     checkpoint_every: int
     overrides: dict[str, Any]
     memory_per_trial: float | None = None  # GB; None: no cap
+    iteration_steps: int | None = None  # optimisation steps per Tune iteration; None: an epoch
     #: where a trial imports its trainer: ``module:QualName``, and a sys.path root for a module outside the
     #: installed packages (a user's or a test's module), so Ray workers find it too
     method_ref: str = ""
@@ -106,6 +110,10 @@ def _check_options(o: SweepOptions, space: SearchSpace, trainer_cls: type[Traine
         (o.max_concurrent is None or o.max_concurrent >= 1, f"--max-concurrent must be >= 1, got {o.max_concurrent}"),
         (o.time_budget is None or o.time_budget > 0, f"--time-budget must be > 0 seconds, got {o.time_budget}"),
         (o.max_epochs is None or o.max_epochs >= 1, f"--max-epochs must be >= 1, got {o.max_epochs}"),
+        (
+            o.iteration_steps is None or o.iteration_steps >= 0,
+            f"--iteration-steps must be >= 0 (0: an epoch), got {o.iteration_steps}",
+        ),
         (o.max_failures >= 0, f"--max-failures must be >= 0, got {o.max_failures}"),
         (o.checkpoint_every >= 1, f"--checkpoint-every must be >= 1, got {o.checkpoint_every}"),
         (o.stage in STAGES, f"--stage must be one of {', '.join(STAGES)}, got {o.stage}"),
@@ -154,6 +162,8 @@ def prepare(o: SweepOptions) -> tuple[SweepOptions, SearchSpace, Path, list[str]
     space = load_space(o.space)
     trainer_cls = get_method(space.method)
     _check_options(o, space, trainer_cls)
+    if o.profile:
+        space = space.with_profile(o.profile)
     space = space.fix(o.overrides)  # --set NAME=VALUE: no longer searched
     metrics = [m.strip() for m in (o.metric or space.metric).split(",") if m.strip()]
     make_sampler(o.sampler, seed=o.seed, multi=len(metrics) > 1)
@@ -177,6 +187,8 @@ def prepare(o: SweepOptions) -> tuple[SweepOptions, SearchSpace, Path, list[str]
         data_root=data_root,
         max_epochs=o.max_epochs or space.max_epochs,
         grace_period=o.grace_period or space.grace_period,
+        iteration_steps=(o.iteration_steps if o.iteration_steps is not None else space.iteration_steps) or 0,
+        data_seed=o.data_seed if o.data_seed is not None else (o.seed if o.resume else 0),
     )
     return o, space, sweep_dir, metrics
 

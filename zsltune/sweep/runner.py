@@ -24,9 +24,15 @@ def load_data(cls: type[Trainer], fixed: dict[str, Any], *, stage: str, options:
         stage=stage,
         data_root=get("data_root"),
         attributes=str(get("attributes", "att") or "att"),
-        seed=int(get("seed", 0) or 0),
+        seed=int(_data_seed(get)),
     )
     return cls.source(fixed).load(req)
+
+
+def _data_seed(get: Any) -> int:
+    """The data seed; a sweep stored before ``--data-seed`` existed used its ``seed`` for the data too."""
+    v = get("data_seed")
+    return int(v if v is not None else (get("seed", 0) or 0))
 
 
 def trial_spec(cls: type[Trainer], *, name: str, **fields: Any) -> TrialSpec:
@@ -66,6 +72,7 @@ def run_sweep(o: SweepOptions) -> SweepResult:
         checkpoint_every=o.checkpoint_every,
         overrides=o.overrides,
         memory_per_trial=o.memory_per_trial,
+        iteration_steps=o.iteration_steps or None,
     )
     info = cls.source(o.overrides).info(data)
     sched_metric = space.metric if multi else metrics[0]
@@ -75,6 +82,7 @@ def run_sweep(o: SweepOptions) -> SweepResult:
         "dataset": info.dataset,
         "stage": info.stage,
         "seed": o.seed,
+        "data_seed": o.data_seed,
         "synthetic": info.synthetic,
         "source": cls.source(o.overrides).name,
     }
@@ -138,7 +146,24 @@ def run_sweep(o: SweepOptions) -> SweepResult:
     )
     if not o.quiet:
         _print_summary(result, sched_metric)
+        _print_baseline(result, data, cls)
     return result
+
+
+def _print_baseline(r: SweepResult, data: Any, cls: type[Trainer]) -> None:
+    """The winner next to the closed-form ridge baseline on the same stage (like with like: validation, same data)."""
+    from zsltune.baseline import ridge_report
+    from zsltune.data import StageData
+
+    if r.best is None or cls.metric_family != "gzsl" or not isinstance(data, StageData):
+        return
+    base = ridge_report(data)
+    win = {k: r.best.get(f"last/{k}") for k in ("H", "H_cal")}
+    cells = "  ".join(f"{k} {v:.4f}" for k, v in win.items() if isinstance(v, float))
+    print(
+        f"winner at its last iteration: {cells}  |  ridge baseline on the same {data.stage} stage: "
+        f"H {base['H']:.4f}  H_cal {base['H_cal']:.4f}  (H_cal: calibrated stacking, γ picked on these images)"
+    )
 
 
 def _print_summary(r: SweepResult, metric: str) -> None:
