@@ -239,6 +239,7 @@ def test_zsltune_run_clarel_end_to_end(captioned_dir: Path, tmp_path: Path) -> N
                 name="clarel-e2e",
                 num_samples=2,
                 max_epochs=2,
+                iteration_steps=0,  # epochs of the tiny data (a few steps), not the space's 150-step iterations
                 scheduler="fifo",
                 quiet=True,
                 overrides=TINY,
