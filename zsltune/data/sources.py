@@ -106,36 +106,27 @@ class Features(DataSource):
     """Precomputed image features (``res101.mat``; synthetic around the real class side where it is missing)."""
 
     kind = "features"
+    text: ClassVar[bool] = False  # also per-image captions as token arrays
 
     def load(self, req: StageRequest) -> Any:
         from zsltune.data import load_stage
 
         return load_stage(
             req.dataset,
-            req.stage,
+            req.stage,  # type: ignore[arg-type]
             data_root=req.data_root,
-            attributes=req.attributes,
-            seed=req.seed,  # type: ignore[arg-type]
+            attributes=req.attributes,  # type: ignore[arg-type]
+            seed=req.seed,
+            text=True if self.text else None,
         )
 
 
 @register_source("features+text")
-class FeaturesText(DataSource):
+class FeaturesText(Features):
     """Features plus per-image captions (``text_c10``) as token arrays; synthetic captions for synthetic features.
 
     A real dataset without captions is an error naming the folder and the fix, never a silent fallback.
     """
 
     kind = "features + per-image captions"
-
-    def load(self, req: StageRequest) -> Any:
-        from zsltune.data import load_stage
-
-        return load_stage(
-            req.dataset,
-            req.stage,
-            data_root=req.data_root,
-            attributes=req.attributes,
-            seed=req.seed,
-            text=True,  # type: ignore[arg-type]
-        )
+    text = True
