@@ -81,7 +81,7 @@ class Trainer(ABC):
         iteration_steps: int | None = None,
     ) -> None:
         hps = self.all_hparams()
-        check_config(self.name, hps, config)  # unknown keys, wrong kinds, out-of-range values: one line each
+        # unknown keys, wrong kinds, out-of-range values (the config's and the defaults'): one line each
         self.config: dict[str, Any] = check_config(
             self.name, hps, {**self.default_config(getattr(data, "dataset", "*")), **config}
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from zsltune.data.sources import StageRequest
+from zsltune.data.sources import DataInfo, StageRequest
 from zsltune.methods import Trainer, get_method, method_ref
 from zsltune.methods.hparams import check_value
 from zsltune.results import ResultsSink
@@ -40,10 +40,9 @@ def trial_spec(cls: type[Trainer], *, name: str, **fields: Any) -> TrialSpec:
     return TrialSpec(method=name, method_ref=ref, method_path=path, **fields)
 
 
-def check_fixed(cls: type[Trainer], space: SearchSpace, fixed: dict[str, Any], data: Any) -> None:
-    """The method's cross-parameter and per-dataset rules on the data loaded, for the paper defaults (the first
-    trial) and every ``--set`` value; one line and nothing started when one is broken."""
-    info = cls.source(fixed).info(data)
+def check_fixed(cls: type[Trainer], space: SearchSpace, fixed: dict[str, Any], info: DataInfo) -> None:
+    """The method's cross-parameter and per-dataset rules on the data loaded (``info``), for the paper defaults
+    (the first trial) and every ``--set`` value; one line and nothing started when one is broken."""
     hps = cls.all_hparams()
     fixed = {k: check_value(cls.name, k, hps[k], v, where="--set ") for k, v in fixed.items()}
     cls.check_rules({**cls.default_config(info.dataset), **first_trial(cls, space, info.dataset), **fixed}, info)
@@ -59,8 +58,10 @@ def run_sweep(o: SweepOptions) -> SweepResult:
     o, space, sweep_dir, metrics = prepare(o)
     multi = len(metrics) > 1
     cls = get_method(space.method)
+    source = cls.source(o.overrides)
     data = load_data(cls, o.overrides, stage=o.stage, options=o)
-    check_fixed(cls, space, o.overrides, data)
+    info = source.info(data)
+    check_fixed(cls, space, o.overrides, info)
     assert o.max_epochs is not None and o.grace_period is not None
     spec = trial_spec(
         cls,
@@ -74,7 +75,6 @@ def run_sweep(o: SweepOptions) -> SweepResult:
         memory_per_trial=o.memory_per_trial,
         iteration_steps=o.iteration_steps or None,
     )
-    info = cls.source(o.overrides).info(data)
     sched_metric = space.metric if multi else metrics[0]
     meta = {
         "sweep": sweep_dir.name,
@@ -84,7 +84,7 @@ def run_sweep(o: SweepOptions) -> SweepResult:
         "seed": o.seed,
         "data_seed": o.data_seed,
         "synthetic": info.synthetic,
-        "source": cls.source(o.overrides).name,
+        "source": source.name,
     }
     parquet_cb = ParquetCallback(
         sweep_dir, metric=sched_metric, mode=space.mode, max_epochs=o.max_epochs, meta=meta, fixed=o.overrides,
