@@ -114,3 +114,18 @@ def check_exactly_once(
         assert sorted(g["epoch"]) == list(range(1, epochs + 1)), tid
     assert set(rows.loc[rows.trial_id.isin(done), "trial_id"]) == done
     return trials, rows
+
+
+def project_files(repo: Path) -> list[str] | None:
+    """The checkout's files (tracked, and new ones git does not ignore), relative; None outside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+            cwd=repo,
+            capture_output=True,
+            check=True,
+            timeout=60,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return [f for f in out.decode().split("\0") if f]

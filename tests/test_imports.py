@@ -13,11 +13,11 @@ from __future__ import annotations
 import ast
 import itertools
 import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _procs import project_files
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("zsltune", "analysis")
@@ -185,17 +185,10 @@ _ABS_DEV_PATH = re.compile(r"(?<![\w.~/-])/(?:work|root|home)/")
 
 
 def _project_files() -> list[str]:
-    try:
-        out = subprocess.run(
-            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-            cwd=REPO,
-            capture_output=True,
-            check=True,
-            timeout=60,
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
+    files = project_files(REPO)
+    if files is None:
         pytest.skip("not a git checkout")
-    return [f for f in out.decode().split("\0") if f]
+    return files
 
 
 def test_no_absolute_development_paths_in_project_files() -> None:

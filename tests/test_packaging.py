@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from _procs import project_files
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow  # slow tests run by default (`python -m pytest -q`); deselect with -m "not slow"
@@ -29,20 +30,13 @@ pytestmark = pytest.mark.slow  # slow tests run by default (`python -m pytest -q
 def _source_copy(dst: Path) -> Path:
     """The project's files (tracked, and new ones git does not ignore) copied to ``dst``: the build's ``build/`` and
     ``*.egg-info`` land there, not in the checkout, and no stale ``build/lib`` of the checkout leaks into the wheel."""
-    try:
-        listed = subprocess.run(
-            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-            cwd=REPO,
-            capture_output=True,
-            check=True,
-            timeout=60,
-        ).stdout.decode()
-    except (OSError, subprocess.CalledProcessError):  # not a git checkout (an unpacked sdist): copy the tree
+    listed = project_files(REPO)
+    if listed is None:  # not a git checkout (an unpacked sdist): copy the tree
         shutil.copytree(
             REPO, dst, ignore=shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "__pycache__", ".venv")
         )
         return dst
-    for rel in filter(None, listed.split("\0")):
+    for rel in listed:
         src = REPO / rel
         if src.is_file():  # a file deleted in the working tree is still listed
             (dst / rel).parent.mkdir(parents=True, exist_ok=True)
