@@ -48,7 +48,7 @@ def _rerun(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from analysis.report import report
 
-    path = report(args.sweep_dir, args.out, by=args.by)
+    path = report(args.sweep_dir, args.out, by=args.by, baseline=args.baseline)
     print(f"report: {path}")
     return 0
 
@@ -98,5 +98,11 @@ def add_analyze_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPars
     t.add_argument("sweep_dir", metavar="SWEEP_DIR")
     t.add_argument("--out", metavar="FILE", help="report file, .md or .html (default: SWEEP_DIR/report.md)")
     t.add_argument("--by", metavar="METRIC", help="metric to rank by (default: the sweep's)")
+    t.add_argument(
+        "--baseline",
+        metavar="NAME=VALUE",
+        help="a grid sweep (zsltune run --grid): the level the ablation's paired differences are taken against "
+        "(default: the grid's first level, e.g. ablation=gen)",
+    )
     t.set_defaults(func=_report)
     return p

@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from analysis import plots
+from analysis.ablation import ablation_section, is_grid
 from analysis.best import display_table, rank_trials
 from analysis.paper import PAPER_METRICS, paper_rows
 from analysis.rerun import PLAN_FILE, RERUN_DIR, RERUNS_FILE
@@ -243,7 +244,9 @@ def _paper_section(
     return blocks, points
 
 
-def build_report(sweep_dir: str | Path, out: str | Path | None = None, *, by: str | None = None) -> list[Block]:
+def build_report(
+    sweep_dir: str | Path, out: str | Path | None = None, *, by: str | None = None, baseline: str | None = None
+) -> list[Block]:
     """The report as blocks, its PNG figures written beside ``out``."""
     sweep = load_sweep(sweep_dir)
     table = rank_trials(sweep, by)  # val-stage rows, completed trials; clear errors on an empty sweep
@@ -272,6 +275,10 @@ def build_report(sweep_dir: str | Path, out: str | Path | None = None, *, by: st
         ),
         ("p", _data_statement(sweep, reruns)),
     ]
+    if is_grid(sweep):
+        blocks += ablation_section(sweep, baseline=baseline)
+    elif baseline:
+        raise ConfigError(f"--baseline {baseline}: {sweep.path} is a search, not a grid (zsltune run --grid ...)")
     blocks += _best_section(sweep, table, reruns, by)
     paper_blocks, paper_points = _paper_section(sweep, table, reruns, by)
     blocks += paper_blocks
@@ -405,10 +412,15 @@ def _html(blocks: list[Block]) -> str:
     return "\n".join(parts) + "\n"
 
 
-def report(sweep_dir: str | Path, out: str | Path | None = None, *, by: str | None = None) -> Path:
-    """Write the report (``SWEEP/report.md`` unless ``out``; ``.html`` embeds the figures) and return its path."""
+def report(
+    sweep_dir: str | Path, out: str | Path | None = None, *, by: str | None = None, baseline: str | None = None
+) -> Path:
+    """Write the report (``SWEEP/report.md`` unless ``out``; ``.html`` embeds the figures) and return its path.
+
+    ``baseline`` (a grid sweep): the level paired differences are taken against, ``NAME=VALUE``; default the
+    grid's first level."""
     sweep_path = Path(sweep_dir).expanduser()
-    blocks = build_report(sweep_path, out, by=by)
+    blocks = build_report(sweep_path, out, by=by, baseline=baseline)
     path = Path(out).expanduser() if out else sweep_path / "report.md"
     text = _html(blocks) if path.suffix.lower() in (".html", ".htm") else _md(blocks)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -99,6 +99,16 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
         default=0,
         help="seed of the synthetic data and the validation hold-out (default 0): the same data for every --seed",
     )
+    g = p.add_argument_group("ablation (a grid of fixed configurations instead of a search)")
+    g.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="NAME[=V1,V2]",
+        help="vary NAME over all its choices (or the values given), the rest at the space's defaults; repeatable "
+        "(the product); every configuration runs its full budget, no sampler or early stopping",
+    )
+    g.add_argument("--repeats", type=int, default=1, metavar="N", help="seeds per grid configuration (default 1)")
     g = p.add_argument_group("resources")
     g.add_argument("--cpus-per-trial", type=float, default=1.0)
     g.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractions pack trials on a GPU, e.g. 0.25")
@@ -157,6 +167,8 @@ def _run(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
         quiet=args.quiet,
         overrides=_overrides(args.overrides),
+        grid=list(args.grid),
+        repeats=args.repeats,
     )
     result = run_sweep(opts)
     return 1 if result.counts.get("failed") and not any(result.counts[k] for k in ("completed", "stopped")) else 0

@@ -18,6 +18,7 @@ LEARNING: dict[str, tuple[int, str]] = {
     "linear": (600, "H"),
     "crnet": (1200, "H"),
     "clarel": (600, "H_alpha"),
+    "tlvsc": (1200, "H_cal"),
 }
 BAR = 0.2
 

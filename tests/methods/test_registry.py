@@ -17,7 +17,10 @@ from zsltune.methods import GZSL_KEYS, Trainer, get_method, list_methods
 from zsltune.space import available_spaces, load_space
 
 #: shrink the sizes that only cost time, so each method runs in a second on the tiny dataset
-TINY_SIZES = {"hidden": 32, "batch_size": 32, "embed_dim": 32, "lstm_units": 16, "filters": 8, "word_dim": 16}
+TINY_SIZES = {
+    "hidden": 32, "batch_size": 32, "embed_dim": 32, "lstm_units": 16, "filters": 8, "word_dim": 16,
+    "n_syn": 20, "cls_epochs": 2, "pre_epochs": 2,
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")

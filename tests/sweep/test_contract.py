@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from zsltune.data.sources import DataSource, StageRequest, register_source
-from zsltune.methods import HP, Choice, Float, Int, Trainer, get_method, method_ref, register_method
+from zsltune.methods import HP, Choice, Float, Int, Trainer, TrialDiverged, get_method, method_ref, register_method
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -74,6 +74,7 @@ class Toy(Trainer):
         "lr": Float(default=0.05, gt=0),
         "width": Int(default=8),
         "act": Choice(("relu", "tanh"), default="relu"),
+        "diverge_at": Int(default=0, low=0, help="raise TrialDiverged in this iteration (0: never)"),
     }
 
     def __init__(self, config: dict[str, Any], data: Blobs, **kw: Any) -> None:
@@ -92,6 +93,8 @@ class Toy(Trainer):
         return 8  # 160 training rows in batches of 20
 
     def train_steps(self, steps: int) -> dict[str, float]:
+        if self.epoch + 1 == int(self.config["diverge_at"]):
+            raise TrialDiverged(f"toy: diverged on purpose in iteration {self.epoch + 1}")
         x, y = self.to_device(self.data.x_train), self.to_device(self.data.y_train)
         total = 0.0
         for idx in self.next_batches(steps, len(y), 20):
@@ -175,6 +178,97 @@ def test_toy_method_sweep_and_rerun(tmp_path: Path) -> None:
     assert (f["oracle_H_cal"] >= f["H_cal"] - 1e-12).all() and f["oracle_gamma"].notna().all()
     plan = json.loads((res.sweep_dir / "rerun" / "rerun.json").read_text())
     assert plan["selection"][0]["knobs"]["gamma"] == sel.knobs["gamma"]
+
+
+@pytest.mark.slow
+def test_diverged_trial_ends_failed_and_is_not_retried(tmp_path: Path) -> None:
+    """A configuration that diverges would diverge again: the trial ends failed with its reason after one attempt
+    (retries, --max-failures 2 here, are for lost nodes and out-of-memory), and Optuna records it as FAIL."""
+    import optuna
+
+    from zsltune.sweep import SweepOptions, run_sweep
+
+    space = tmp_path / "toy.yaml"
+    space.write_text(SPACE)
+    res = run_sweep(
+        SweepOptions(
+            space=str(space), dataset="d", storage=str(tmp_path / "s"), name="div", num_samples=2, scheduler="fifo",
+            max_failures=2, overrides={"diverge_at": 2}, quiet=True,
+        )
+    )  # fmt: skip
+    assert res.counts["failed"] == 2, res.counts
+    trials = pd.read_parquet(res.trials_path)
+    assert (trials["status"] == "failed").all() and (trials["failures"] == 1).all()
+    assert trials["error"].str.contains("diverged on purpose in iteration 2").all()
+    epochs = pd.read_parquet(res.epochs_path)
+    assert sorted(epochs["epoch"]) == [1, 1] and (epochs["restores"] == 0).all()  # one attempt, no NaN row
+    journal = res.sweep_dir / "optuna.journal"
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
+    (summary,) = optuna.get_all_study_summaries(storage)
+    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * 2
+
+
+@pytest.mark.slow
+def test_grid_with_repeats_and_the_ablation_report(tmp_path: Path) -> None:
+    """--grid act --repeats 2: every (level, seed) runs its full budget; the report groups by the level with
+    intervals and pairs each level with the baseline on the same seeds."""
+    from analysis.ablation import ablation_tables
+    from analysis.report import report
+    from analysis.sweepdir import load_sweep
+    from zsltune.errors import ConfigError
+    from zsltune.sweep import SweepOptions, run_sweep
+
+    space = tmp_path / "toy.yaml"
+    space.write_text(SPACE)
+    res = run_sweep(
+        SweepOptions(
+            space=str(space), dataset="d", storage=str(tmp_path / "s"), name="grid", grid=["act"], repeats=2,
+            seed=5, quiet=True,
+        )
+    )  # fmt: skip
+    assert res.counts["completed"] == 4, res.counts
+    trials = pd.read_parquet(res.trials_path)
+    assert sorted(zip(trials["config/act"], trials["seed"], strict=True)) == [
+        ("relu", 5), ("relu", 6), ("tanh", 5), ("tanh", 6),
+    ]  # fmt: skip
+    assert (trials["config/lr"] == 0.05).all() and (trials["epochs"] == 3).all()  # the rest fixed, full budget
+    summary, paired, base = ablation_tables(load_sweep(res.sweep_dir))
+    assert base == {"act": "relu"}  # the space's first choice
+    h = summary[summary["metric"] == "H"].set_index("level")
+    for lv in (("relu",), ("tanh",)):
+        vals = trials.loc[trials["config/act"] == lv[0], "last/H"]
+        assert h.loc[[lv], "n"].item() == 2 and h.loc[[lv], "mean"].item() == pytest.approx(vals.mean())
+    diff = paired[paired["metric"] == "H"]
+    relu = trials[trials["config/act"] == "relu"].set_index("seed")["last/H"]
+    tanh = trials[trials["config/act"] == "tanh"].set_index("seed")["last/H"]
+    assert diff["mean_diff"].item() == pytest.approx((tanh - relu).mean()) and diff["n"].item() == 2
+
+    text = report(res.sweep_dir, baseline="act=tanh").read_text()
+    assert "## Ablation" in text and "against the baseline **act=tanh**" in text and "act=relu" in text
+    with pytest.raises(ConfigError, match="--baseline act=sigmoid: no trials at that level"):
+        report(res.sweep_dir, baseline="act=sigmoid")
+    with pytest.raises(ConfigError, match="NAME one of the grid's parameters"):
+        report(res.sweep_dir, baseline="lr=1")
+
+
+@pytest.mark.parametrize(
+    ("grid", "expect"),
+    [
+        (["lr"], "--grid lr: a float parameter needs its levels, e.g. --grid lr=V1,V2"),
+        (["act=relu,swish"], "--grid act=relu,swish: toy: act must be one of relu, tanh, got 'swish'"),
+        (["depth"], "--grid depth: not a hyperparameter of toy"),
+    ],
+)
+def test_bad_grid_is_one_line_before_ray(grid: list[str], expect: str, tmp_path: Path) -> None:
+    from zsltune.errors import ConfigError
+    from zsltune.sweep.options import SweepOptions, prepare
+
+    space = tmp_path / "toy.yaml"
+    space.write_text(SPACE)
+    with pytest.raises(ConfigError) as e:
+        prepare(SweepOptions(space=str(space), dataset="d", storage=str(tmp_path / "s"), grid=grid))
+    assert expect in str(e.value)
 
 
 def _cli(*args: str, env_extra: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:

@@ -48,6 +48,10 @@ class TrialDiverged(RuntimeError):
     """A loss or score became NaN or inf, or a run collapsed: the trial ends as failed and is not retried."""
 
 
+#: result key of the last report of a trial that raised :class:`TrialDiverged`: its one-line reason
+DIVERGED = "diverged"
+
+
 class TrialOutOfMemory(RuntimeError):
     """The trial ran out of memory (host or CUDA); the one-line reason names the device and the cap.
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-FEATURE_NORMS = ("none", "std", "l2")
+FEATURE_NORMS = ("none", "std", "l2", "minmax")
 ATTRIBUTE_NORMS = ("raw", "l2", "std")
 
 
@@ -18,9 +18,14 @@ def feature_stats(x_train: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarra
     """(shift (D,), scale (D,)) so that ``(x - shift) / scale`` is ``kind``-normalised; from training rows only.
 
     ``std``: per-dimension mean and standard deviation of the training features (a dimension that never varies
-    keeps scale 1). ``none`` and ``l2`` (a per-row norm, no statistics): shift 0, scale 1.
+    keeps scale 1). ``minmax``: the training features' per-dimension minimum and range, so they lie in [0, 1] (what
+    a generator with a sigmoid output produces; evaluation features may fall outside). ``none`` and ``l2`` (a
+    per-row norm, no statistics): shift 0, scale 1.
     """
     d = x_train.shape[1]
+    if kind == "minmax":
+        lo, hi = x_train.min(0).astype(np.float64), x_train.max(0).astype(np.float64)
+        return lo.astype(np.float32), np.where(hi - lo > 1e-8, hi - lo, 1.0).astype(np.float32)
     if kind != "std":
         return np.zeros(d, np.float32), np.ones(d, np.float32)
     x = x_train.astype(np.float64)

@@ -12,6 +12,7 @@ from typing import Any
 
 from ray import tune
 
+from zsltune.methods.base import DIVERGED
 from zsltune.results import ResultsSink
 
 
@@ -77,10 +78,16 @@ class ParquetCallback(tune.Callback):
                 )
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.sink.start_trial(trial.trial_id, config={**trial.config, **self.fixed}, **self.meta)
+        # a grid trial (zsltune.sweep.grid) holds its fixed part under __config__ and its seed under __seed__
+        cfg = {k: v for k, v in trial.config.items() if not (k.startswith("__") and k.endswith("__"))}
+        cfg = {**trial.config.get("__config__", {}), **cfg, **self.fixed}
+        meta = {**self.meta, "seed": trial.config["__seed__"]} if "__seed__" in trial.config else self.meta
+        self.sink.start_trial(trial.trial_id, config=cfg, **meta)
         self.sink.flush()
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        if DIVERGED in result:  # not an evaluated epoch: the trial ends as failed (on_trial_complete)
+            return
         keep = {k: v for k, v in result.items() if not isinstance(v, dict) and k not in _RAY_NOISE}
         keep["wall_s"] = result.get("time_total_s")
         keep["epoch_s"] = result.get("time_this_iter_s")
@@ -90,8 +97,13 @@ class ParquetCallback(tune.Callback):
         self._progress(trials)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        epochs = int(trial.last_result.get("epoch", 0)) if trial.last_result else 0
-        self.sink.end_trial(trial.trial_id, status="completed" if epochs >= self.max_epochs else "stopped")
+        last = trial.last_result or {}
+        if DIVERGED in last:  # the configuration failed (not retried: it would fail the same way again)
+            self.sink.record_failure(trial.trial_id, str(last[DIVERGED]))
+            self.sink.end_trial(trial.trial_id, status="failed", error=str(last[DIVERGED]))
+        else:
+            epochs = int(last.get("epoch", 0))
+            self.sink.end_trial(trial.trial_id, status="completed" if epochs >= self.max_epochs else "stopped")
         self.sink.flush(force=True)
         self._progress(trials, force=True)
 

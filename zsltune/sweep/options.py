@@ -53,6 +53,13 @@ class SweepOptions:
     checkpoint_every: int = 1
     quiet: bool = False
     overrides: dict[str, Any] = field(default_factory=dict)  # fixed hyperparameters (e.g. tiny sizes in tests)
+    grid: list[str] = field(default_factory=list)  # an ablation: NAME or NAME=V1,V2 (zsltune.sweep.grid)
+    repeats: int = 1  # seeds per grid configuration
+
+    @property
+    def is_grid(self) -> bool:
+        """A grid of fixed configurations × seeds instead of a search (``--grid`` or ``--repeats`` > 1)."""
+        return bool(self.grid) or self.repeats > 1
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,8 @@ class TrialSpec:
     #: installed packages (a user's or a test's module), so Ray workers find it too
     method_ref: str = ""
     method_path: str | None = None
+    #: the metrics the scheduler and searcher read: a diverged trial's last result holds each of them as NaN
+    metrics: tuple[str, ...] = ()
 
 
 @dataclass
@@ -90,6 +99,13 @@ def _check_options(o: SweepOptions, space: SearchSpace, trainer_cls: type[Traine
         if k not in hps:
             raise ConfigError(f"--set {k}: not a hyperparameter of {space.method}; valid: {', '.join(sorted(hps))}")
         check_value(space.method, k, hps[k], v, where=f"--set {k}={v}: ")
+    if o.is_grid:
+        from zsltune.sweep.grid import grid_levels, grid_names
+
+        both = sorted(set(grid_names(o.grid)) & set(o.overrides))
+        if both:
+            raise ConfigError(f"--grid {both[0]} and --set {both[0]}: a parameter is either varied or fixed, not both")
+        grid_levels(o.grid, method=space.method, hparams=hps, space=space)
     if o.stage == "test":
         raise ConfigError(
             "--stage test: a search never runs on the test stage (that would tune on test); search on val, then "
@@ -97,6 +113,7 @@ def _check_options(o: SweepOptions, space: SearchSpace, trainer_cls: type[Traine
         )
     checks = [
         (o.num_samples >= 1, f"--num-samples must be >= 1, got {o.num_samples}"),
+        (o.repeats >= 1, f"--repeats must be >= 1 (seeds per grid configuration), got {o.repeats}"),
         (o.cpus_per_trial > 0, f"--cpus-per-trial must be > 0, got {o.cpus_per_trial}"),
         (o.gpus_per_trial >= 0, f"--gpus-per-trial must be >= 0, got {o.gpus_per_trial}"),
         (

@@ -12,6 +12,7 @@ from zsltune.results import ResultsSink
 from zsltune.space import SearchSpace
 from zsltune.sweep.callbacks import ParquetCallback, best_row
 from zsltune.sweep.driver import Job, run_job
+from zsltune.sweep.grid import grid_names
 from zsltune.sweep.options import SweepOptions, SweepResult, TrialSpec, prepare, save_options
 from zsltune.sweep.search import make_scheduler, make_searcher
 
@@ -74,6 +75,7 @@ def run_sweep(o: SweepOptions) -> SweepResult:
         overrides=o.overrides,
         memory_per_trial=o.memory_per_trial,
         iteration_steps=o.iteration_steps or None,
+        metrics=tuple(dict.fromkeys([*metrics, space.metric])),
     )
     sched_metric = space.metric if multi else metrics[0]
     meta = {
@@ -92,9 +94,22 @@ def run_sweep(o: SweepOptions) -> SweepResult:
     )  # fmt: skip
     searcher, param_space = None, {}
     scheduler = None
+    grid_trials = 0
     if o.resume:
         if not o.quiet:
             print(f"zsltune: resuming {sweep_dir}", file=sys.stderr)
+    elif o.is_grid:  # an ablation: every (configuration, seed), full budget, FIFO
+        from ray.tune.schedulers import FIFOScheduler
+
+        from zsltune.sweep.grid import grid_levels, grid_param_space, grid_size
+
+        save_options(o, sweep_dir)
+        levels = grid_levels(o.grid, method=space.method, hparams=cls.all_hparams(), space=space)
+        grid_trials = grid_size(levels) * o.repeats
+        scheduler = FIFOScheduler()
+        param_space = grid_param_space(
+            levels, first_trial(cls, space, info.dataset), [o.seed + i for i in range(o.repeats)]
+        )
     else:
         save_options(o, sweep_dir)
         scheduler = make_scheduler(
@@ -105,12 +120,19 @@ def run_sweep(o: SweepOptions) -> SweepResult:
             o, space, metrics, sweep_dir=sweep_dir, defaults=first_trial(cls, space, info.dataset)
         )
 
+    what = (
+        f"grid over {', '.join(grid_names(o.grid)) or 'the default configuration'} x {o.repeats} seed(s) "
+        f"= {grid_trials} trials, full budget each"
+        if o.is_grid
+        else f"{o.num_samples} trials, {o.sampler} + {o.scheduler}"
+    )
+
     def announce(max_concurrent: int) -> None:
         if not o.quiet:
             print(
                 f"zsltune: sweep {space.method} on {info.dataset} "
                 f"({info.stage} stage{', synthetic data' if info.synthetic else ''}): "
-                f"{o.num_samples} trials, {o.sampler} + {o.scheduler}, up to {max_concurrent} at once -> {sweep_dir}",
+                f"{what}, up to {max_concurrent} at once -> {sweep_dir}",
                 file=sys.stderr,
                 flush=True,
             )
@@ -124,7 +146,7 @@ def run_sweep(o: SweepOptions) -> SweepResult:
             param_space=param_space,
             search_alg=searcher,
             scheduler=scheduler,
-            num_samples=o.num_samples,
+            num_samples=1 if o.is_grid else o.num_samples,  # a grid: one pass over it
             max_concurrent=o.max_concurrent,
             time_budget=o.time_budget,
             max_failures=o.max_failures,

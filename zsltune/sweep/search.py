@@ -20,6 +20,7 @@ from ray.tune.schedulers import (
 from ray.tune.search.optuna import OptunaSearch
 
 from zsltune.errors import ConfigError, UnknownNameError
+from zsltune.methods.base import DIVERGED
 from zsltune.space import SearchSpace
 
 SAMPLERS = ("tpe", "cmaes", "gp", "random", "qmc", "nsga2")
@@ -56,12 +57,16 @@ class PruneAwareOptunaSearch(OptunaSearch):
         super().__init__(*args, **kwargs)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if DIVERGED in result:  # NaN metrics of a diverged trial are no intermediate value
+            return
         # after a driver crash the journal can be ahead of the searcher's snapshot: a trial it already closed
         # may report again on resume; its intermediate values are then history, not news
         with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
             super().on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if result is not None and DIVERGED in result:  # the configuration failed: Optuna records it as FAIL
+            error, result = True, None
         done = result is not None and int(result.get("epoch", 0)) >= self.max_epochs
         if error or done or result is None or trial_id in self._completed_trials:
             return super().on_trial_complete(trial_id, result=result, error=error)

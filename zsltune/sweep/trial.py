@@ -17,7 +17,8 @@ import ray
 import torch
 from ray import tune
 
-from zsltune.methods import Trainer, TrialOutOfMemory, get_method, import_method
+from zsltune.methods import METRIC_FAMILIES, Trainer, TrialDiverged, TrialOutOfMemory, get_method, import_method
+from zsltune.methods.base import DIVERGED
 from zsltune.sweep.options import TrialSpec
 
 try:
@@ -179,9 +180,15 @@ def _train(
     epochs = range(trainer.epoch, stop) if trainer.epoch < stop else [None]
     for _ in epochs:
         t0 = time.perf_counter()
-        losses = trainer.fit_epoch() if trainer.epoch < stop else {}
-        t1 = time.perf_counter()
-        metrics = trainer.evaluate()
+        try:
+            losses = trainer.fit_epoch() if trainer.epoch < stop else {}
+            t1 = time.perf_counter()
+            metrics = trainer.evaluate()
+        except TrialDiverged as exc:
+            # the configuration, not the infrastructure, failed: it would fail the same way again, so the trial
+            # ends here (Tune retries only what raises) with the reason, and the search is told it failed
+            tune.report(_diverged_result(trainer, spec, str(exc)))
+            return
         t2 = time.perf_counter()
         device_s += t2 - t0
         result = {
@@ -206,3 +213,16 @@ def _train(
                 tune.report(result, checkpoint=tune.Checkpoint.from_directory(d))
         else:
             tune.report(result)
+
+
+def _diverged_result(trainer: Trainer, spec: TrialSpec, reason: str) -> dict[str, Any]:
+    """The last result of a diverged trial: every metric NaN (schedulers and searchers skip it), the reason under
+    :data:`DIVERGED` (the recorder ends the trial as failed with it, the searcher tells Optuna FAIL)."""
+    keys = {*spec.metrics, *METRIC_FAMILIES.get(trainer.metric_family, ()), *trainer.knobs}
+    return {
+        **{k: float("nan") for k in keys},
+        DIVERGED: reason.splitlines()[0][:1000],
+        "epoch": trainer.epoch,
+        "step": trainer.step,
+        "pid": os.getpid(),
+    }
