@@ -31,8 +31,9 @@ def loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def run_logged(cmd: list[str], log: Path, *, env: dict | None = None, timeout: float | None = None,
-               retries: int = 1) -> tuple[float, float, int]:
+def run_logged(
+    cmd: list[str], log: Path, *, env: dict | None = None, timeout: float | None = None, retries: int = 1
+) -> tuple[float, float, int]:
     """Run ``cmd`` with output to ``log``; returns (start, end) epoch seconds and the exit code.
 
     A failed run is retried (``retries`` times): on a shared machine someone's ``ray stop --force`` kills every
@@ -41,15 +42,18 @@ def run_logged(cmd: list[str], log: Path, *, env: dict | None = None, timeout: f
     for attempt in range(retries + 1):
         with open(log, "w") as f:
             t0 = time.time()
-            rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
-                                cwd=REPO, timeout=timeout).returncode
+            rc = subprocess.run(
+                cmd, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=REPO, timeout=timeout
+            ).returncode
             t1 = time.time()
         if rc == 0:
             return t0, t1, rc
         text = log.read_text()
         killed = "Raylet is terminated" in text or "marked dead" in text
-        sys.stderr.write(f"command failed (exit {rc}{', Ray killed from outside?' if killed else ''}): "
-                         f"{' '.join(cmd)}\n--- last lines of {log} ---\n")
+        sys.stderr.write(
+            f"command failed (exit {rc}{', Ray killed from outside?' if killed else ''}): "
+            f"{' '.join(cmd)}\n--- last lines of {log} ---\n"
+        )
         sys.stderr.write("".join(text.splitlines(keepends=True)[-15:]))
         log.rename(log.with_suffix(log.suffix + ".failed"))
         if attempt < retries:
@@ -69,9 +73,12 @@ def smaps_rollup(pid: int) -> dict[str, int]:
         parts = line.split()
         if len(parts) >= 2 and parts[0].endswith(":"):
             kb[parts[0][:-1]] = int(parts[1])
-    return {"rss": kb.get("Rss", 0) * 1024, "pss": kb.get("Pss", 0) * 1024,
-            "uss": (kb.get("Private_Clean", 0) + kb.get("Private_Dirty", 0)) * 1024,
-            "shared": (kb.get("Shared_Clean", 0) + kb.get("Shared_Dirty", 0)) * 1024}
+    return {
+        "rss": kb.get("Rss", 0) * 1024,
+        "pss": kb.get("Pss", 0) * 1024,
+        "uss": (kb.get("Private_Clean", 0) + kb.get("Private_Dirty", 0)) * 1024,
+        "shared": (kb.get("Shared_Clean", 0) + kb.get("Shared_Dirty", 0)) * 1024,
+    }
 
 
 def cmdline(pid: int) -> str:
@@ -95,7 +102,9 @@ def mib(b: float) -> str:
     return f"{b / 2**20:,.0f} MiB"
 
 
-def fixed_size_space(out_dir: Path, method: str = "crnet", fixed: tuple[str, ...] = ("K", "hidden", "batch_size")) -> Path:
+def fixed_size_space(
+    out_dir: Path, method: str = "crnet", fixed: tuple[str, ...] = ("K", "hidden", "batch_size")
+) -> Path:
     """``search_spaces/<method>.yaml`` without the size parameters, written to ``out_dir``.
 
     Every trial then has the trainer's paper defaults (K=3, hidden 2048, batch 32) or ``overrides`` for them, so
@@ -127,7 +136,7 @@ class LoadMonitor:
         while not self._stop.wait(self.period):
             self.values.append(float(Path("/proc/loadavg").read_text().split()[0]))
 
-    def __enter__(self) -> "LoadMonitor":
+    def __enter__(self) -> LoadMonitor:
         self._thread.start()
         return self
 

@@ -110,9 +110,11 @@ def main(argv: list[str] | None = None) -> None:
     work = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="bench_overhead_"))
     work.mkdir(parents=True, exist_ok=True)
     print(f"# bench_engine_overhead  {time.strftime('%Y-%m-%d %H:%M')}  {machine()}")
-    print(f"{'[--quick: rough numbers] ' if a.quick else ''}CRnet K=3 hidden 2048 batch {a.batch_size}, "
-          f"{a.trials} concurrent trials x 1 CPU x {a.max_epochs} epochs, checkpoint every epoch; load {loadavg()}",
-          flush=True)
+    print(
+        f"{'[--quick: rough numbers] ' if a.quick else ''}CRnet K=3 hidden 2048 batch {a.batch_size}, "
+        f"{a.trials} concurrent trials x 1 CPU x {a.max_epochs} epochs, checkpoint every epoch; load {loadavg()}",
+        flush=True,
+    )
 
     runner = sys.modules[zs.run_sweep.__module__]
     base_cb = runner.ParquetCallback
@@ -128,15 +130,33 @@ def main(argv: list[str] | None = None) -> None:
             t = time.time()
             c0 = time.perf_counter()
             super().on_trial_result(iteration, trials, trial, result, **info)
-            arrivals.append({"trial_id": trial.trial_id, "epoch": int(result["epoch"]), "arrived": t,
-                             "callback_s": time.perf_counter() - c0})
+            arrivals.append(
+                {
+                    "trial_id": trial.trial_id,
+                    "epoch": int(result["epoch"]),
+                    "arrived": t,
+                    "callback_s": time.perf_counter() - c0,
+                }
+            )
 
     runner.ParquetCallback = TimedParquetCallback
     t0 = time.time()
-    res = zs.run_sweep(zs.SweepOptions(
-        space=str(fixed_size_space(work)), dataset="AWA2", data_root=a.data_root, scheduler="fifo",
-        num_samples=a.trials, max_epochs=a.max_epochs, max_concurrent=a.trials, cpus_per_trial=1.0, quiet=True,
-        storage=str(work / "sweeps"), name="overhead", overrides={"batch_size": a.batch_size}))
+    res = zs.run_sweep(
+        zs.SweepOptions(
+            space=str(fixed_size_space(work)),
+            dataset="AWA2",
+            data_root=a.data_root,
+            scheduler="fifo",
+            num_samples=a.trials,
+            max_epochs=a.max_epochs,
+            max_concurrent=a.trials,
+            cpus_per_trial=1.0,
+            quiet=True,
+            storage=str(work / "sweeps"),
+            name="overhead",
+            overrides={"batch_size": a.batch_size},
+        )
+    )
     wall = time.time() - t0
     runner.ParquetCallback = base_cb
 
@@ -155,24 +175,37 @@ def main(argv: list[str] | None = None) -> None:
     ck = checkpoint_cost(a.data_root, a.batch_size, work)
     scaling = flush_scaling(work)
 
-    med = df[["train_s", "eval_s", "work_s", "epoch_s", "interval_s", "in_trial_over_s", "driver_over_s",
-              "callback_s"]].median()
+    med = df[
+        ["train_s", "eval_s", "work_s", "epoch_s", "interval_s", "in_trial_over_s", "driver_over_s", "callback_s"]
+    ].median()
     print(f"\nper trial-epoch (median of {len(df)} epochs >= 2; all {len(ep)} epochs in epochs.parquet):")
     print(f"  train {med.train_s:.2f} s + eval {med.eval_s:.2f} s = work {med.work_s:.2f} s")
-    print(f"  trainable's epoch_s (work + checkpoint + report) {med.epoch_s:.2f} s -> overhead "
-          f"{med.in_trial_over_s:.2f} s = {100 * med.in_trial_over_s / med.epoch_s:.2f}% of epoch_s")
-    print(f"  interval between results at the driver {med.interval_s:.2f} s -> overhead {med.driver_over_s:.2f} s = "
-          f"{100 * med.driver_over_s / med.interval_s:.2f}% of the epoch   (target < 5%)")
+    print(
+        f"  trainable's epoch_s (work + checkpoint + report) {med.epoch_s:.2f} s -> overhead "
+        f"{med.in_trial_over_s:.2f} s = {100 * med.in_trial_over_s / med.epoch_s:.2f}% of epoch_s"
+    )
+    print(
+        f"  interval between results at the driver {med.interval_s:.2f} s -> overhead {med.driver_over_s:.2f} s = "
+        f"{100 * med.driver_over_s / med.interval_s:.2f}% of the epoch   (target < 5%)"
+    )
     worst = df["driver_over_s"] / df["interval_s"]
-    print(f"  worst epoch: {100 * worst.max():.2f}%; per-epoch driver overhead %: "
-          f"{', '.join(f'{100 * v:.2f}' for v in worst)}")
-    print(f"checkpoint (timed here, 1 thread): torch.save {ck['save_s']:.2f} s for {mib(ck['bytes'])}, "
-          f"one more copy of it (Ray persisting to storage) {ck['copy_s']:.2f} s; together "
-          f"{100 * (ck['save_s'] + ck['copy_s']) / med.interval_s:.2f}% of the epoch")
-    print(f"Parquet: ResultsSink.write_s {write_s:.2f} s over the {wall:.0f} s sweep ({100 * write_s / wall:.2f}%); "
-          f"driver callback {1e3 * med.callback_s:.0f} ms per result (median)")
-    print("  one flush with N epoch rows in the sink: "
-          + ", ".join(f"{n:,} rows {1e3 * s:.0f} ms" for n, s in scaling.items()))
+    print(
+        f"  worst epoch: {100 * worst.max():.2f}%; per-epoch driver overhead %: "
+        f"{', '.join(f'{100 * v:.2f}' for v in worst)}"
+    )
+    print(
+        f"checkpoint (timed here, 1 thread): torch.save {ck['save_s']:.2f} s for {mib(ck['bytes'])}, "
+        f"one more copy of it (Ray persisting to storage) {ck['copy_s']:.2f} s; together "
+        f"{100 * (ck['save_s'] + ck['copy_s']) / med.interval_s:.2f}% of the epoch"
+    )
+    print(
+        f"Parquet: ResultsSink.write_s {write_s:.2f} s over the {wall:.0f} s sweep ({100 * write_s / wall:.2f}%); "
+        f"driver callback {1e3 * med.callback_s:.0f} ms per result (median)"
+    )
+    print(
+        "  one flush with N epoch rows in the sink: "
+        + ", ".join(f"{n:,} rows {1e3 * s:.0f} ms" for n, s in scaling.items())
+    )
     if not a.keep:
         shutil.rmtree(work, ignore_errors=True)
     else:

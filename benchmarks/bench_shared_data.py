@@ -19,7 +19,8 @@ pages), PSS and RSS of every trial worker (``ray::ImplicitFunc`` processes under
 used bytes (``memory_summary``), and the driver's own USS. Reported per mode: the median over the
 later half of the samples taken while all N trials were running and none had ended (set-up and imports done;
 training dominates, so this is the training-time footprint), and the peak of the sum. (``--quick`` trains with
-batch 512, whose per-step buffers make the samples noisy: smoke check only.) "Held" = sum of trial-worker USS + object-store bytes: shared pages (the store) are counted once.
+batch 512, whose per-step buffers make the samples noisy: smoke check only.) "Held" = sum of trial-worker USS +
+object-store bytes: shared pages (the store) are counted once.
 Copies of the dataset = (held - workers' USS in ``base``) / stage bytes. The sweep's wall time (``run_sweep`` call) is
 compared between ``shared`` and ``per-trial`` in the same run.
 
@@ -134,8 +135,15 @@ def _sampler(samples: list[dict], stop: threading.Event, period: float = 0.5) ->
             store = _store_bytes()
         except Exception as e:  # Ray starting or shutting down
             store, err = None, f"{type(e).__name__}: {e}"[:300]
-        samples.append({"t": t, "workers": {str(k): v for k, v in workers.items() if v}, "store": store,
-                        "driver_uss": smaps_rollup(me).get("uss", 0), "error": err})
+        samples.append(
+            {
+                "t": t,
+                "workers": {str(k): v for k, v in workers.items() if v},
+                "store": store,
+                "driver_uss": smaps_rollup(me).get("uss", 0),
+                "error": err,
+            }
+        )
         stop.wait(period)
 
 
@@ -151,6 +159,7 @@ def run_mode(a: argparse.Namespace) -> None:
     info: dict = {"mode": a.mode, "trials": a.trials}
 
     if a.mode == "per-trial":
+
         def load_ref(name, stage, **kwargs):  # the driver loads nothing
             resolve_dataset(name, data_root=kwargs.get("data_root"), seed=kwargs.get("seed", 0), quiet=True)
             return StageRef(dataset=name, stage=stage, synthetic=True, kwargs=kwargs)
@@ -162,11 +171,23 @@ def run_mode(a: argparse.Namespace) -> None:
 
         runner_data.load_stage, runner_driver.run_trial = load_ref, run_trial_loading
     elif a.mode == "base":
+
         def load_slice(*args, **kwargs):
             d = real_load_stage(*args, **kwargs)
-            cut = {k: np.ascontiguousarray(getattr(d, k)[:n]) for k, n in
-                   (("x_train", 6000), ("y_train", 6000), ("index_train", 6000), ("x_seen", 64), ("y_seen", 64),
-                    ("index_seen", 64), ("x_unseen", 64), ("y_unseen", 64), ("index_unseen", 64))}
+            cut = {
+                k: np.ascontiguousarray(getattr(d, k)[:n])
+                for k, n in (
+                    ("x_train", 6000),
+                    ("y_train", 6000),
+                    ("index_train", 6000),
+                    ("x_seen", 64),
+                    ("y_seen", 64),
+                    ("index_seen", 64),
+                    ("x_unseen", 64),
+                    ("y_unseen", 64),
+                    ("index_unseen", 64),
+                )
+            }
             return dataclasses.replace(d, **cut)
 
         runner_data.load_stage = load_slice
@@ -192,11 +213,22 @@ def run_mode(a: argparse.Namespace) -> None:
     th = threading.Thread(target=_sampler, args=(samples, stop), daemon=True)
     th.start()
     t0 = time.time()
-    res = zs.run_sweep(zs.SweepOptions(
-        space=str(space), dataset="AWA2", data_root=a.data_root, scheduler="fifo", num_samples=a.trials,
-        max_epochs=a.max_epochs,
-        cpus_per_trial=cpus, max_concurrent=a.trials, quiet=True, storage=str(Path(a.work) / "sweeps"),
-        name=f"{a.mode}-{a.trials}", overrides={"batch_size": a.batch_size}))
+    res = zs.run_sweep(
+        zs.SweepOptions(
+            space=str(space),
+            dataset="AWA2",
+            data_root=a.data_root,
+            scheduler="fifo",
+            num_samples=a.trials,
+            max_epochs=a.max_epochs,
+            cpus_per_trial=cpus,
+            max_concurrent=a.trials,
+            quiet=True,
+            storage=str(Path(a.work) / "sweeps"),
+            name=f"{a.mode}-{a.trials}",
+            overrides={"batch_size": a.batch_size},
+        )
+    )
     t1 = time.time()
     stop.set()
     th.join()
@@ -207,10 +239,18 @@ def run_mode(a: argparse.Namespace) -> None:
     info["first_trial_end"] = float(ended.min()) if len(ended) else None
     first = ep[ep["epoch"] == 1] if len(ep) else ep
     setup = (first["epoch_s"] - first["train_s"] - first["eval_s"]).tolist() if len(ep) else []
-    info.update(wall_s=t1 - t0, t0=t0, samples=samples, counts=res.counts, epochs=len(ep),
-                driver_load_s=sum(driver_load), trial_setup_s=setup,
-                train_s=ep["train_s"].tolist() if len(ep) else [],
-                cpus_per_trial=cpus, pids=sorted({str(p) for s in samples for p in s["workers"]}))
+    info.update(
+        wall_s=t1 - t0,
+        t0=t0,
+        samples=samples,
+        counts=res.counts,
+        epochs=len(ep),
+        driver_load_s=sum(driver_load),
+        trial_setup_s=setup,
+        train_s=ep["train_s"].tolist() if len(ep) else [],
+        cpus_per_trial=cpus,
+        pids=sorted({str(p) for s in samples for p in s["workers"]}),
+    )
     Path(a.work, f"{a.mode}-{a.trials}.json").write_text(json.dumps(info))
 
 
@@ -229,13 +269,18 @@ def summarise(info: dict) -> dict:
 
     held = [tot(s, "uss") + s["store"] for s in full]
     return {
-        "uss": statistics.median(tot(s, "uss") for s in full), "pss": statistics.median(tot(s, "pss") for s in full),
-        "rss": statistics.median(tot(s, "rss") for s in full), "store": statistics.median(s["store"] for s in full),
+        "uss": statistics.median(tot(s, "uss") for s in full),
+        "pss": statistics.median(tot(s, "pss") for s in full),
+        "rss": statistics.median(tot(s, "rss") for s in full),
+        "store": statistics.median(s["store"] for s in full),
         "held": statistics.median(held),
         "peak_held": max(tot(s, "uss") + (s["store"] or 0) for s in info["samples"] if s["workers"]),
         "driver_uss": statistics.median(s["driver_uss"] for s in full),
-        "samples": len(full), "wall_s": info["wall_s"], "epochs": info["epochs"],
-        "driver_load_s": info["driver_load_s"], "setup_s": statistics.median(info["trial_setup_s"] or [float("nan")]),
+        "samples": len(full),
+        "wall_s": info["wall_s"],
+        "epochs": info["epochs"],
+        "driver_load_s": info["driver_load_s"],
+        "setup_s": statistics.median(info["trial_setup_s"] or [float("nan")]),
         "train_s": statistics.median(info["train_s"] or [float("nan")]),
     }
 
@@ -251,14 +296,30 @@ def main(argv: list[str] | None = None) -> None:
     work = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="bench_shared_"))
     work.mkdir(parents=True, exist_ok=True)
     print(f"# bench_shared_data  {time.strftime('%Y-%m-%d %H:%M')}  {machine()}")
-    print(f"{'[--quick: rough numbers] ' if a.quick else ''}CRnet K=3 hidden 2048 batch {a.batch_size}, "
-          f"{a.max_epochs} epoch(s) per trial, FIFO, all trials concurrent")
+    print(
+        f"{'[--quick: rough numbers] ' if a.quick else ''}CRnet K=3 hidden 2048 batch {a.batch_size}, "
+        f"{a.max_epochs} epoch(s) per trial, FIFO, all trials concurrent"
+    )
     for n in a.n:
         rows = {}
         for mode in MODES:
             print(f"N={n} {mode}: running (load {loadavg()})", flush=True)
-            cmd = [sys.executable, __file__, "--mode", mode, "--trials", str(n), "--work", str(work),
-                   "--max-epochs", str(a.max_epochs), "--batch-size", str(a.batch_size), "--data-root", a.data_root]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--mode",
+                mode,
+                "--trials",
+                str(n),
+                "--work",
+                str(work),
+                "--max-epochs",
+                str(a.max_epochs),
+                "--batch-size",
+                str(a.batch_size),
+                "--data-root",
+                a.data_root,
+            ]
             _, _, rc = run_logged(cmd, work / f"{mode}-{n}.log")
             if rc:
                 raise SystemExit(rc)
@@ -267,28 +328,42 @@ def main(argv: list[str] | None = None) -> None:
         size = info["stage_bytes"]
         base = rows["base"]["uss"]
         cpus = info["cpus_per_trial"]
-        print(f"\nN={n} trials x {cpus:g} CPU; dataset = the val stage the trials use, {mib(size)} "
-              f"(full AWA2 features {mib(info['full_features_bytes'])})")
-        print(f"  {'mode':10s} {'workers USS':>12s} {'+ store':>10s} {'= held':>10s} {'peak held':>10s} "
-              f"{'copies':>7s} {'workers PSS':>12s} {'driver USS':>11s} {'wall':>7s}")
+        print(
+            f"\nN={n} trials x {cpus:g} CPU; dataset = the val stage the trials use, {mib(size)} "
+            f"(full AWA2 features {mib(info['full_features_bytes'])})"
+        )
+        print(
+            f"  {'mode':10s} {'workers USS':>12s} {'+ store':>10s} {'= held':>10s} {'peak held':>10s} "
+            f"{'copies':>7s} {'workers PSS':>12s} {'driver USS':>11s} {'wall':>7s}"
+        )
         for mode, r in rows.items():
             copies = "" if mode == "base" else f"{(r['held'] - base) / size:.2f}"
-            print(f"  {mode:10s} {mib(r['uss']):>12s} {mib(r['store']):>10s} {mib(r['held']):>10s} "
-                  f"{mib(r['peak_held']):>10s} {copies:>7s} {mib(r['pss']):>12s} {mib(r['driver_uss']):>11s} "
-                  f"{r['wall_s']:6.0f}s")
+            print(
+                f"  {mode:10s} {mib(r['uss']):>12s} {mib(r['store']):>10s} {mib(r['held']):>10s} "
+                f"{mib(r['peak_held']):>10s} {copies:>7s} {mib(r['pss']):>12s} {mib(r['driver_uss']):>11s} "
+                f"{r['wall_s']:6.0f}s"
+            )
         sh, pt = rows["shared"], rows["per-trial"]
-        print(f"  copies of the dataset held by {n} trials: shared {(sh['held'] - base) / size:.2f}, "
-              f"per-trial {(pt['held'] - base) / size:.2f} (ideal: 1 and {n}); per-trial / shared held memory "
-              f"above base: {(pt['held'] - base) / max(sh['held'] - base, 1):.2f}x")
-        print(f"  the driver holds its own copy too while the sweep runs: driver USS shared - per-trial = "
-              f"{mib(sh['driver_uss'] - pt['driver_uss'])}")
-        print(f"  sweep wall time ({n} trials x {a.max_epochs} epoch): shared {sh['wall_s']:.1f} s, per-trial "
-              f"{pt['wall_s']:.1f} s, per-trial / shared = {pt['wall_s'] / sh['wall_s']:.3f}")
-        print(f"    of which: driver loading before Ray starts: shared {sh['driver_load_s']:.1f} s, per-trial "
-              f"{pt['driver_load_s']:.1f} s; each trial's set-up before its first epoch (median; data + trainer, "
-              f"plus the first report): shared {sh['setup_s']:.1f} s, per-trial {pt['setup_s']:.1f} s; "
-              f"train_s per epoch (median): shared {sh['train_s']:.1f} s, per-trial {pt['train_s']:.1f} s "
-              f"(a difference here is load from other processes, not the data path)")
+        print(
+            f"  copies of the dataset held by {n} trials: shared {(sh['held'] - base) / size:.2f}, "
+            f"per-trial {(pt['held'] - base) / size:.2f} (ideal: 1 and {n}); per-trial / shared held memory "
+            f"above base: {(pt['held'] - base) / max(sh['held'] - base, 1):.2f}x"
+        )
+        print(
+            f"  the driver holds its own copy too while the sweep runs: driver USS shared - per-trial = "
+            f"{mib(sh['driver_uss'] - pt['driver_uss'])}"
+        )
+        print(
+            f"  sweep wall time ({n} trials x {a.max_epochs} epoch): shared {sh['wall_s']:.1f} s, per-trial "
+            f"{pt['wall_s']:.1f} s, per-trial / shared = {pt['wall_s'] / sh['wall_s']:.3f}"
+        )
+        print(
+            f"    of which: driver loading before Ray starts: shared {sh['driver_load_s']:.1f} s, per-trial "
+            f"{pt['driver_load_s']:.1f} s; each trial's set-up before its first epoch (median; data + trainer, "
+            f"plus the first report): shared {sh['setup_s']:.1f} s, per-trial {pt['setup_s']:.1f} s; "
+            f"train_s per epoch (median): shared {sh['train_s']:.1f} s, per-trial {pt['train_s']:.1f} s "
+            f"(a difference here is load from other processes, not the data path)"
+        )
     print(f"logs: {work}" if a.keep else "")
 
 

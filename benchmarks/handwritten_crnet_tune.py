@@ -100,10 +100,14 @@ def load_data(data_dir: str):
     att = splits["att"].T[class_ids].astype(np.float32)  # (40, 85), train classes first
     att /= np.linalg.norm(att, axis=1, keepdims=True)
     return {
-        "x_train": features[idx_tr], "y_train": remap[labels[idx_tr]],
-        "x_seen": features[idx_s], "y_seen": remap[labels[idx_s]],
-        "x_unseen": features[idx_u], "y_unseen": remap[labels[idx_u]],
-        "att": att, "n_seen": n_seen,
+        "x_train": features[idx_tr],
+        "y_train": remap[labels[idx_tr]],
+        "x_seen": features[idx_s],
+        "y_seen": remap[labels[idx_s]],
+        "x_unseen": features[idx_u],
+        "y_unseen": remap[labels[idx_u]],
+        "att": att,
+        "n_seen": n_seen,
     }
 
 
@@ -136,7 +140,7 @@ def evaluate(model: CRnet, data: dict, att: torch.Tensor, batch: int = 256) -> d
     preds = {}
     for split in ("seen", "unseen"):
         x = torch.from_numpy(data[f"x_{split}"])
-        preds[split] = torch.cat([model(x[i:i + batch], att).argmax(1) for i in range(0, len(x), batch)]).numpy()
+        preds[split] = torch.cat([model(x[i : i + batch], att).argmax(1) for i in range(0, len(x), batch)]).numpy()
     model.train()
     s = per_class_acc(preds["seen"], data["y_seen"])
     u = per_class_acc(preds["unseen"], data["y_unseen"])
@@ -151,8 +155,11 @@ def train_crnet(config: dict, data_dir: str, max_epochs: int, report_every: int 
     model = CRnet(km.cluster_centers_.astype(np.float32), hidden=config["hidden"])
     opt = torch.optim.Adam(model.parameters(), lr=config["lr"])
     att = torch.from_numpy(data["att"])
-    loader = DataLoader(TensorDataset(torch.from_numpy(data["x_train"]), torch.from_numpy(data["y_train"])),
-                        batch_size=config["batch_size"], shuffle=True)
+    loader = DataLoader(
+        TensorDataset(torch.from_numpy(data["x_train"]), torch.from_numpy(data["y_train"])),
+        batch_size=config["batch_size"],
+        shuffle=True,
+    )
     steps_per_epoch = len(loader)
     metrics, t_first = {"H": 0.0, "U": 0.0, "S": 0.0}, None
     for epoch in range(max_epochs):
@@ -161,40 +168,70 @@ def train_crnet(config: dict, data_dir: str, max_epochs: int, report_every: int 
                 t_first = time.time()
             g = model(x, att[:n_seen])  # (B, C) over all seen classes
             loss = F.mse_loss(g, F.one_hot(y, n_seen).float())
-            loss = loss + config["alpha"] * sum(e.weight.square().sum() for e in model.experts) \
+            loss = (
+                loss
+                + config["alpha"] * sum(e.weight.square().sum() for e in model.experts)
                 + config["beta"] * (model.relation[0].weight.square().sum() + model.relation[2].weight.square().sum())
+            )
             opt.zero_grad()
             loss.backward()
             opt.step()
             if report_every and step % report_every == 0 and step < steps_per_epoch:  # measurement hook
-                tune.report({**metrics, "epoch": epoch, "epoch_progress": epoch + step / steps_per_epoch,
-                             "train_wall_s": time.time() - t_first, "t_trial_start": t_start,
-                             "t_first_step": t_first, "threads": torch.get_num_threads(), "loss": loss.item()})
+                tune.report(
+                    {
+                        **metrics,
+                        "epoch": epoch,
+                        "epoch_progress": epoch + step / steps_per_epoch,
+                        "train_wall_s": time.time() - t_first,
+                        "t_trial_start": t_start,
+                        "t_first_step": t_first,
+                        "threads": torch.get_num_threads(),
+                        "loss": loss.item(),
+                    }
+                )
         metrics = evaluate(model, data, att)
-        tune.report({**metrics, "epoch": epoch + 1, "epoch_progress": epoch + 1.0,
-                     "train_wall_s": time.time() - t_first, "t_trial_start": t_start, "t_first_step": t_first,
-                     "threads": torch.get_num_threads(), "loss": loss.item()})
+        tune.report(
+            {
+                **metrics,
+                "epoch": epoch + 1,
+                "epoch_progress": epoch + 1.0,
+                "train_wall_s": time.time() - t_first,
+                "t_trial_start": t_start,
+                "t_first_step": t_first,
+                "threads": torch.get_num_threads(),
+                "loss": loss.item(),
+            }
+        )
 
 
 def time_eval(data_dir: str, images: int, batch_size: int = 32) -> dict:
     """Seconds per eval image of :func:`evaluate` (1 thread, warm), and the full eval set size."""
     torch.set_num_threads(1)
     data = load_data(data_dir)
-    km = KMeans(n_clusters=3, n_init=10, random_state=0).fit(data["att"][:data["n_seen"]])
+    km = KMeans(n_clusters=3, n_init=10, random_state=0).fit(data["att"][: data["n_seen"]])
     model = CRnet(km.cluster_centers_.astype(np.float32))
     att = torch.from_numpy(data["att"])
     n_eval = len(data["y_seen"]) + len(data["y_unseen"])
     half = max(1, images // 2)
-    sub = {"x_seen": data["x_seen"][:half], "y_seen": data["y_seen"][:half],
-           "x_unseen": data["x_unseen"][:images - half], "y_unseen": data["y_unseen"][:images - half]}
+    sub = {
+        "x_seen": data["x_seen"][:half],
+        "y_seen": data["y_seen"][:half],
+        "x_unseen": data["x_unseen"][: images - half],
+        "y_unseen": data["y_unseen"][: images - half],
+    }
     warm = {k: v[:32] for k, v in sub.items()}
     evaluate(model, warm, att)  # warm-up
     t0 = time.perf_counter()
     evaluate(model, sub, att)
     dt = time.perf_counter() - t0
-    return {"eval_images_timed": images, "eval_s_per_image": dt / images, "eval_images": n_eval,
-            "eval_s_per_epoch": dt / images * n_eval, "steps_per_epoch": -(-len(data["y_train"]) // batch_size),
-            "threads": torch.get_num_threads()}
+    return {
+        "eval_images_timed": images,
+        "eval_s_per_image": dt / images,
+        "eval_images": n_eval,
+        "eval_s_per_epoch": dt / images * n_eval,
+        "steps_per_epoch": -(-len(data["y_train"]) // batch_size),
+        "threads": torch.get_num_threads(),
+    }
 
 
 def main() -> None:
@@ -215,16 +252,27 @@ def main() -> None:
 
     t_cmd = time.time()
     param_space = {
-        "lr": tune.loguniform(1e-6, 1e-3), "alpha": tune.loguniform(1e-7, 1e-3), "beta": tune.loguniform(1e-6, 1e-2),
-        "K": 3, "hidden": 2048, "batch_size": a.batch_size,  # paper defaults, fixed
+        "lr": tune.loguniform(1e-6, 1e-3),
+        "alpha": tune.loguniform(1e-7, 1e-3),
+        "beta": tune.loguniform(1e-6, 1e-2),
+        "K": 3,
+        "hidden": 2048,
+        "batch_size": a.batch_size,  # paper defaults, fixed
     }
-    trainable = functools.partial(train_crnet, data_dir=str(Path(a.data_dir).resolve()), max_epochs=a.max_epochs,
-                                  report_every=a.report_every)
+    trainable = functools.partial(
+        train_crnet, data_dir=str(Path(a.data_dir).resolve()), max_epochs=a.max_epochs, report_every=a.report_every
+    )
     tuner = tune.Tuner(
         tune.with_resources(trainable, {"cpu": 1}),
         param_space=param_space,
-        tune_config=tune.TuneConfig(metric="H", mode="max", search_alg=OptunaSearch(), num_samples=a.num_samples,
-                                    max_concurrent_trials=2, time_budget_s=a.budget),
+        tune_config=tune.TuneConfig(
+            metric="H",
+            mode="max",
+            search_alg=OptunaSearch(),
+            num_samples=a.num_samples,
+            max_concurrent_trials=2,
+            time_budget_s=a.budget,
+        ),
         run_config=tune.RunConfig(name="handwritten-crnet", storage_path=a.storage),
     )
     results = tuner.fit()
@@ -233,8 +281,13 @@ def main() -> None:
         trials = []
         for r in results:
             df = r.metrics_dataframe
-            trials.append({"trial_id": r.metrics.get("trial_id"), "error": str(r.error) if r.error else None,
-                           "reports": [] if df is None else json.loads(df.to_json(orient="records"))})
+            trials.append(
+                {
+                    "trial_id": r.metrics.get("trial_id"),
+                    "error": str(r.error) if r.error else None,
+                    "reports": [] if df is None else json.loads(df.to_json(orient="records")),
+                }
+            )
         Path(a.out).write_text(json.dumps({"t_cmd": t_cmd, "t_end": t_end, "trials": trials}))
 
 

@@ -36,3 +36,16 @@ def ridge_report(data: StageData, *, lam: float = 1.0) -> dict[str, float]:
 
     s_seen, s_unseen = ridge_scores(data, lam=lam)
     return gzsl_report(s_seen, data.y_seen, s_unseen, data.y_unseen, n_seen=data.n_seen)
+
+
+def colour_histograms(pixels: np.ndarray, *, bins: int = 4, chunk: int = 1024) -> np.ndarray:
+    """L2-normalised joint RGB histograms (N, bins³) of uint8 images (N, H, W, 3): the retrieval baseline that
+    sees colour and nothing else (synthetic retrieval classes share colours, so it should stay well below a
+    trained network)."""
+    out = np.zeros((pixels.shape[0], bins**3), np.float32)
+    for s in range(0, pixels.shape[0], chunk):
+        q = (np.asarray(pixels[s : s + chunk]) // (256 // bins)).astype(np.int64)  # (n, H, W, 3)
+        code = (q[..., 0] * bins + q[..., 1]) * bins + q[..., 2]  # (n, H, W)
+        flat = code.reshape(code.shape[0], -1) + np.arange(code.shape[0])[:, None] * bins**3
+        out[s : s + chunk] = np.bincount(flat.ravel(), minlength=code.shape[0] * bins**3).reshape(-1, bins**3)
+    return _unit(out)

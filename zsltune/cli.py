@@ -15,9 +15,41 @@ from zsltune.errors import run_command
 from zsltune.run import add_run_parser
 
 
+def _images_arg(text: str) -> int | str:
+    """``--images``: a number of feature rows (features), or an image kind (``retrieval``, ``parts``)."""
+    from zsltune.data.synth_images import KINDS
+
+    if text in KINDS:
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of images (synthetic features) or an image kind ({', '.join(KINDS)}), got {text!r}"
+        ) from None
+
+
+def _synth_images(args: argparse.Namespace) -> int:
+    from zsltune.data.synth_images import synth_images
+
+    if args.images == "parts" and args.like is None:
+        from zsltune.errors import ConfigError
+
+        raise ConfigError("--images parts: pass --like DATASET_DIR, the class side (att_splits.mat) to draw from")
+    out = synth_images(
+        args.out, kind=args.images, classes=args.classes, per_class=args.per_class, size=args.size, seed=args.seed,
+        like=args.like if args.images == "parts" else None,
+    )  # fmt: skip
+    n = len((out / "images.txt").read_text().splitlines())
+    print(f"wrote {n} {args.images} images to {out} (CUB-200-2011 layout)")
+    return 0
+
+
 def _data_synth(args: argparse.Namespace) -> int:
     from zsltune.data import synth_fresh, synth_like
 
+    if isinstance(args.images, str):
+        return _synth_images(args)
     if args.like is not None:
         out = synth_like(
             args.like,
@@ -43,7 +75,17 @@ def _data_synth(args: argparse.Namespace) -> int:
 
 
 def _data_check(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from zsltune.data import build_stage, load_dataset
+
+    if (Path(args.dir).expanduser() / "images.txt").is_file():
+        from zsltune.data.image_source import load_image_stage
+        from zsltune.data.sources import StageRequest
+
+        st = load_image_stage(StageRequest(dataset=args.dir, stage=args.stage))
+        print(json.dumps(image_summary(st), indent=2))
+        return 0
 
     ds = load_dataset(args.dir, attributes=args.attributes)
     summary = build_stage(ds, args.stage, seed=args.seed).summary()
@@ -57,6 +99,18 @@ def _data_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def image_summary(st: object) -> dict:
+    """Images and classes per split of an image stage (``zsltune data check`` on a CUB-layout folder)."""
+    return {
+        "dataset": st.dataset,  # type: ignore[attr-defined]
+        "stage": st.stage,  # type: ignore[attr-defined]
+        "synthetic": st.synthetic,  # type: ignore[attr-defined]
+        "train": {"images": len(st.train_files), "classes": len(st.train_classes)},  # type: ignore[attr-defined]
+        "eval": {"images": len(st.eval_files), "classes": len(st.eval_classes)},  # type: ignore[attr-defined]
+        "cache_resolution": st.resolution,  # type: ignore[attr-defined]
+    }
+
+
 def _add_data(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="generate or check xlsa17 dataset directories")
     dsub = data.add_subparsers(dest="data_cmd", required=True, metavar="{synth,check}")
@@ -65,7 +119,15 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--out", required=True, help="directory to write")
     s.add_argument("--classes", type=int, default=50, help="fully synthetic: number of classes")
     s.add_argument("--attributes", type=int, default=85, help="fully synthetic: attribute dimension")
-    s.add_argument("--images", type=int, default=5000, help="fully synthetic: number of images")
+    s.add_argument(
+        "--images",
+        type=_images_arg,
+        default=5000,
+        help="fully synthetic features: number of images; or an image kind: 'retrieval' (objects on clutter, "
+        "for DeML) or 'parts' (attribute-driven parts around --like's class side, for SGMA)",
+    )
+    s.add_argument("--per-class", type=int, default=60, help="images: images per class (default 60)")
+    s.add_argument("--size", type=int, default=64, help="images: side in pixels (default 64)")
     s.add_argument("--dim", type=int, default=2048, help="feature dimension (ResNet-101: 2048)")
     s.add_argument("--difficulty", type=float, default=1.0, help="scales per-image jitter and noise")
     s.add_argument("--seed", type=int, default=0)

@@ -66,6 +66,12 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--attributes", default="att", choices=("att", "original_att", "sent"))
     g.add_argument(
+        "--skip-bad-images",
+        action="store_true",
+        help="image data: leave out corrupt or unreadable images (listed in the cache's .bad.json) instead of "
+        "stopping at the first one",
+    )
+    g.add_argument(
         "--profile",
         help="first trial from a named profile of the space instead of its defaults (e.g. 'paper': the published "
         "configuration, with the budget it assumes stated in the YAML)",
@@ -168,6 +174,7 @@ def _run(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         overrides=_overrides(args.overrides),
         grid=list(args.grid),
+        skip_bad_images=args.skip_bad_images,
         repeats=args.repeats,
     )
     result = run_sweep(opts)

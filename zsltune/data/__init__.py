@@ -1,4 +1,5 @@
-"""Data layer: xlsa17 loader, the val/test protocol, the synthetic feature generator, and per-image text."""
+"""Data layer: xlsa17 loader, the val/test protocol, the synthetic feature generator, per-image text, and images
+(CUB-layout readers, synthetic images, the per-node decoded cache)."""
 
 from __future__ import annotations
 

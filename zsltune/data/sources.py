@@ -29,6 +29,7 @@ class StageRequest:
     data_root: str | None = None
     attributes: str = "att"
     seed: int = 0  # the data seed: synthetic data and the validation hold-out
+    skip_bad_images: bool = False  # image sources: leave corrupt images out (recorded) instead of stopping
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -130,3 +131,40 @@ class FeaturesText(Features):
 
     kind = "features + per-image captions"
     text = True
+
+
+@register_source("images")
+class Images(DataSource):
+    """Raw images in the CUB-200-2011 layout, zero-shot retrieval split (training classes / unseen evaluation
+    classes); the bundle is paths and indices (:class:`zsltune.data.image_source.ImageStage`), pixels stay in each
+    node's decoded cache."""
+
+    kind = "images"
+
+    def load(self, req: StageRequest) -> Any:
+        from zsltune.data.image_source import load_image_stage
+
+        return load_image_stage(req, skip_bad=req.skip_bad_images)
+
+    def info(self, bundle: Any) -> DataInfo:
+        return DataInfo(
+            dataset=bundle.dataset,
+            stage=bundle.stage,
+            synthetic=bundle.synthetic,
+            n_seen=bundle.n_seen,
+            num_classes=bundle.num_classes,
+            n_train=len(bundle.y_train),
+        )
+
+
+@register_source("xlsa17-images")
+class Xlsa17Images(DataSource):
+    """An xlsa17 folder's stages over raw images (``res101.mat``'s ``image_files`` mapped onto ``DATASET/images``);
+    the bundle is paths and labels (:class:`zsltune.data.image_source.AttributeImageStage`)."""
+
+    kind = "images (xlsa17 splits)"
+
+    def load(self, req: StageRequest) -> Any:
+        from zsltune.data.image_source import load_xlsa17_image_stage
+
+        return load_xlsa17_image_stage(req, skip_bad=req.skip_bad_images)

@@ -145,6 +145,17 @@ def derive_val_classes(seen: np.ndarray, *, seed: int = 0, share: float = 0.25) 
     return np.sort(rng.choice(seen, size=n_val, replace=False))
 
 
+def read_class_side(root: str | Path) -> tuple[np.ndarray, list[str]]:
+    """(attributes (C, P) float32, class names) of an xlsa17 folder's ``att_splits.mat``, nothing else."""
+    path = Path(root).expanduser() / "att_splits.mat"
+    mat = _loadmat(path)
+    att = _key(mat, "att", path)
+    names = (
+        _strings(mat["allclasses_names"]) if "allclasses_names" in mat else [str(i + 1) for i in range(att.shape[1])]
+    )
+    return np.ascontiguousarray(att.T, dtype=np.float32), [f"{i + 1:03d}.{n}" for i, n in enumerate(names)]
+
+
 def load_dataset(
     root: str | Path, *, attributes: AttributeKind = "att", split: int = 1, name: str | None = None
 ) -> Dataset:

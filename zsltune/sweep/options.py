@@ -55,6 +55,7 @@ class SweepOptions:
     overrides: dict[str, Any] = field(default_factory=dict)  # fixed hyperparameters (e.g. tiny sizes in tests)
     grid: list[str] = field(default_factory=list)  # an ablation: NAME or NAME=V1,V2 (zsltune.sweep.grid)
     repeats: int = 1  # seeds per grid configuration
+    skip_bad_images: bool = False  # image data: leave corrupt images out (recorded beside the cache)
 
     @property
     def is_grid(self) -> bool:

@@ -26,6 +26,7 @@ def load_data(cls: type[Trainer], fixed: dict[str, Any], *, stage: str, options:
         data_root=get("data_root"),
         attributes=str(get("attributes", "att") or "att"),
         seed=int(_data_seed(get)),
+        skip_bad_images=bool(get("skip_bad_images", False)),
     )
     return cls.source(fixed).load(req)
 
