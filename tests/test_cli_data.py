@@ -116,3 +116,24 @@ def test_synth_like_real_awa2(real_root, tmp_path, capsys):
     test = check_json(capsys, str(out), "--stage", "test")
     assert test["classes"] == {"seen": 40, "unseen": 10}
     assert test["images"] == {"train": 23_527, "seen": 5_882, "unseen": 7_913}
+
+
+def test_synth_images_both_kinds_and_check(synth_dir, tmp_path, capsys):
+    code, out, _ = run_cli(
+        capsys, "data", "synth", "--images", "retrieval", "--classes", "10", "--per-class", "4", "--size", "32",
+        "--out", str(tmp_path / "R"),
+    )  # fmt: skip
+    assert code == 0 and "wrote 40 retrieval images" in out
+    s = check_json(capsys, str(tmp_path / "R"))
+    assert s["train"] == {"images": 16, "classes": 4} and s["eval"] == {"images": 4, "classes": 1}
+    code, out, _ = run_cli(
+        capsys, "data", "synth", "--images", "parts", "--like", str(synth_dir), "--per-class", "3", "--size", "32",
+        "--out", str(tmp_path / "P"),
+    )  # fmt: skip
+    assert code == 0 and "wrote 24 parts images" in out
+    assert (tmp_path / "P" / "part_boxes.txt").is_file() and load_dataset(tmp_path / "P").image_files is not None
+    code, _, err = run_cli(capsys, "data", "synth", "--images", "parts", "--out", str(tmp_path / "X"))
+    assert code == 2 and "--images parts: pass --like" in err and not (tmp_path / "X").exists()
+    with pytest.raises(SystemExit) as e:
+        main(["data", "synth", "--images", "photos", "--out", str(tmp_path / "Y")])
+    assert e.value.code == 2

@@ -147,6 +147,11 @@ class CachedDataset:
         return x, int(self.labels[i])
 
 
+def loader_workers(cpus_per_trial: float) -> int:
+    """DataLoader workers within a trial's CPU share: one core stays with the training loop (0 on one core)."""
+    return max(0, int(cpus_per_trial) - 1)
+
+
 def make_loader(
     dataset: CachedDataset, *, batch_size: int, workers: int, shuffle: bool, pin: bool, seed: int = 0
 ) -> Any:

@@ -26,7 +26,7 @@ class _FromSpace:
 #: the default is the search space's ``default:`` (the paper's value), not repeated in the trainer
 FROM_SPACE: Final = _FromSpace()
 
-Kind = Literal["float", "int", "bool", "choice"]
+Kind = Literal["float", "int", "bool", "choice", "path"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,6 +46,8 @@ class HP:
         """The rule in words: "an integer >= 1", "a number in [0, 1]", "one of l2, std"."""
         if self.kind == "bool":
             return "true or false"
+        if self.kind == "path":
+            return "a file path or null"
         if self.kind == "choice":
             return "one of " + ", ".join(str(c) for c in self.choices)
         what = "an integer" if self.kind == "int" else "a finite number"
@@ -64,6 +66,8 @@ class HP:
     def valid(self, value: Any) -> bool:
         if self.kind == "bool":
             return isinstance(value, bool)
+        if self.kind == "path":
+            return value is None or (isinstance(value, str) and bool(value))
         if self.kind == "choice":
             return any(value == c and type(value) is type(c) for c in self.choices) or (
                 not isinstance(value, bool) and value in self.choices
@@ -100,6 +104,11 @@ def Int(*, default: Any = FROM_SPACE, low: float | None = 1, high: float | None 
 
 def Bool(*, default: Any = FROM_SPACE, help: str = "") -> HP:
     return HP(kind="bool", default=default, help=help)
+
+
+def Path(*, default: Any = None, help: str = "") -> HP:
+    """A file path (e.g. local pretrained weights), or None; fixed with ``--set``, never searched."""
+    return HP(kind="path", default=default, help=help)
 
 
 def Choice(choices: tuple[Any, ...], *, default: Any = FROM_SPACE, help: str = "") -> HP:

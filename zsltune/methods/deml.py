@@ -1,0 +1,257 @@
+"""DeML: hybrid-attention decoupled metric learning for zero-shot image retrieval (Chen & Deng, CVPR 2019),
+../shared/papers/deml.txt, spec ../shared/specs/deml.md.
+
+I scales x J channel-attention branches = I·J learners of ⌊d/(IJ)⌋ dimensions each. Scale i has its own backbone
+copy (FNet, then GNet; :mod:`zsltune.methods.backbones`); its J channel-attention modules reweight the FNet map, GNet
+runs on each reweighted map, and a bias-free linear learner embeds the pooled result. Scale i+1 sees the crop that
+scale i's object attention (a random walk on its first branch's GNet map, :mod:`zsltune.methods.attention`) picks
+from scale i's input, resized back to the input size. Losses (:mod:`zsltune.methods.metric_losses`): binomial
+deviance per learner (Eq. 5), averaged; the sub-learners of a scale kept apart by the released hinge or by an
+adversary through a gradient-reversal layer (Eq. 4); activation decay λ₁ and the learners' row-norm penalty λ₂
+(Eq. 6). Batches are ``batch_classes`` classes x ``per_class`` images. Evaluation: each learner's embedding
+L2-normalised, concatenated, normalised again; Recall@{1,2,4,8} (query excluded) and NMI on the stage's evaluation
+classes (the validation classes in a search, the test classes in a rerun).
+
+Choices the paper leaves open are flags: ``adversary`` (hinge as released, or grl), ``sigma`` of the walk's spatial
+term (0: off), ``crop_threshold``. Differences from the paper for CPU sweeps: the ``small`` backbone on 64x64
+synthetic images instead of an ImageNet GoogLeNet at 227 (``backbone: googlenet`` with ``weights:`` a local file).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from zsltune import metrics
+from zsltune.data.sources import DataInfo
+from zsltune.errors import ConfigError
+from zsltune.methods.attention import ChannelAttention, attention_boxes, crop_resize, random_walk
+from zsltune.methods.backbones import BACKBONES, make_backbone
+from zsltune.methods.base import Trainer, register_method
+from zsltune.methods.hparams import HP, Choice, Float, Int
+from zsltune.methods.hparams import Path as PathHP
+from zsltune.methods.metric_losses import (
+    activation_decay,
+    binomial_deviance,
+    hinge_diversity,
+    reverse_gradient,
+    row_norm_penalty,
+)
+
+
+class Scale(nn.Module):
+    """One scale: a backbone copy, J channel-attention modules and J learners."""
+
+    def __init__(self, backbone: str, width: int, weights: str | None, j: int, bottleneck: int, dim: int) -> None:
+        super().__init__()
+        self.net = make_backbone(backbone, width=width, weights=weights)
+        self.cams = nn.ModuleList(ChannelAttention(self.net.f_channels, bottleneck) for _ in range(j))
+        self.learners = nn.ModuleList(nn.Linear(self.net.g_channels, dim, bias=False) for _ in range(j))
+        for lin in self.learners:
+            nn.init.xavier_uniform_(lin.weight)
+
+    def forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Embeddings [(B, dim)] x J and the first branch's GNet map (B, C, h, w) for the object attention."""
+        u = self.net.fnet(x)  # (B, C_f, h, w)
+        j = len(self.cams)
+        g = self.net.gnet(torch.cat([cam(u) for cam in self.cams]))  # (J·B, C_g, h', w'), branches on the batch axis
+        pooled = g.mean((2, 3)).chunk(j)  # J x (B, C_g)
+        return [lin(p) for lin, p in zip(self.learners, pooled, strict=True)], g[: x.shape[0]]
+
+
+@register_method("deml")
+class DeML(Trainer):
+    """DeML on raw images (the ``images`` source); metric family retrieval."""
+
+    data_source: ClassVar[str] = "images"
+    metric_family: ClassVar[str] = "retrieval"
+    metric: ClassVar[str] = "recall@1"
+    knobs: ClassVar[tuple[str, ...]] = ()
+    hparams: ClassVar[dict[str, HP]] = {
+        "I": Int(help="object-attention scales"),
+        "J": Int(help="channel-attention branches (sub-learners) per scale"),
+        "d": Int(help="total embedding size; each learner has d // (I·J)"),
+        "alpha": Float(gt=0),
+        "beta": Float(low=0, high=1),
+        "gamma_neg": Float(gt=0),
+        "lambda0": Float(low=0, help="adversary (or hinge) weight"),
+        "lambda1": Float(low=0, help="activation decay"),
+        "lambda2": Float(low=0, help="learners' row-norm penalty"),
+        "adversary": Choice(("hinge", "grl"), help="hinge: the released code; grl: Eq. 4 through gradient reversal"),
+        "T": Int(help="random-walk steps"),
+        "sigma": Float(low=0, help="spatial term's width x W (0: off)"),
+        "crop_threshold": Float(gt=0),
+        "bottleneck": Int(help="channel-attention bottleneck"),
+        "lr": Float(gt=0, help="backbone lr (Adam)"),
+        "head_lr_mult": Float(gt=0, help="lr multiplier of the attention modules and learners"),
+        "weight_decay": Float(low=0),
+        "batch_classes": Int(),
+        "per_class": Int(),
+        "backbone": Choice(BACKBONES, default="small"),
+        "width": Int(default=32, help="small backbone: channels of its first conv"),
+        "weights": PathHP(help="a local weights file for a torchvision backbone (nothing is downloaded)"),
+        "crop": Int(default=56, help="training crop of the cached images (the centre crop in evaluation)"),
+    }
+
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        data: Any,
+        *,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        max_epochs: int = 50,
+        knobs: Mapping[str, float] | None = None,
+        iteration_steps: int | None = None,
+    ) -> None:
+        super().__init__(
+            config, data, device=device, seed=seed, max_epochs=max_epochs, knobs=knobs, iteration_steps=iteration_steps
+        )
+        c = self.config
+        self.i, self.j = int(c["I"]), int(c["J"])
+        self.dim = int(c["d"]) // (self.i * self.j)  # ⌊d/(IJ)⌋ per learner
+        if self.dim < 1:
+            raise ConfigError(
+                f"deml: d >= I·J must hold (each learner needs a dimension), got d={c['d']}, I·J={self.i * self.j}"
+            )
+        cache, y = data.cached("train")
+        self.pixels, self.labels = cache.pixels, np.asarray(y)  # memory-mapped (N, R, R, 3) uint8, the node's copy
+        self.by_class = [np.flatnonzero(self.labels == k) for k in range(int(self.labels.max()) + 1)]
+        self.by_class = [ix for ix in self.by_class if len(ix)]
+        self.model = nn.ModuleList(
+            Scale(c["backbone"], int(c["width"]), c["weights"], self.j, int(c["bottleneck"]), self.dim)
+            for _ in range(self.i)
+        ).to(self.device)
+        self.adversaries = nn.ModuleList(nn.Linear(self.dim, self.dim) for _ in range(self.i)).to(self.device)
+        head = [p for s in self.model for m in (s.cams, s.learners) for p in m.parameters()] + list(
+            self.adversaries.parameters()
+        )
+        heads = {id(p) for p in head}
+        body = [p for p in self.model.parameters() if id(p) not in heads]
+        lr, wd = float(c["lr"]), float(c["weight_decay"])
+        self.optimizer = torch.optim.Adam(
+            [{"params": body, "lr": lr}, {"params": head, "lr": lr * float(c["head_lr_mult"])}], weight_decay=wd
+        )
+
+    @classmethod
+    def check_rules(cls, config: Mapping[str, Any], info: DataInfo) -> None:
+        bc = config.get("batch_classes")
+        if bc is not None and bc > info.n_seen:
+            raise ConfigError(
+                f"deml: batch_classes <= training classes must hold, got batch_classes={bc} with {info.n_seen} "
+                f"training classes in the {info.stage} stage of {info.dataset}"
+            )
+
+    def steps_per_epoch(self) -> int:
+        return max(1, len(self.labels) // (int(self.config["batch_classes"]) * int(self.config["per_class"])))
+
+    # ---- data -----------------------------------------------------------------------------------------------
+    def sample_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``batch_classes`` x ``per_class`` training images (random crop + flip), (B, 3, c, c) in [-1, 1], (B,)."""
+        c = self.config
+        g = self.generator
+        pick = torch.randperm(len(self.by_class), generator=g, device=self.device)[: int(c["batch_classes"])].tolist()
+        rows = []
+        for k in pick:
+            ix = self.by_class[k]
+            sel = torch.randint(len(ix), (int(c["per_class"]),), generator=g, device=self.device).tolist()
+            rows += [int(ix[s]) for s in sel]
+        rows_sorted = np.asarray(rows)
+        x = torch.from_numpy(
+            np.ascontiguousarray(self.pixels[np.sort(rows_sorted)][np.argsort(np.argsort(rows_sorted))])
+        )
+        return self.augment(x.to(self.device)), torch.as_tensor(self.labels[rows_sorted], device=self.device)
+
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, R, R, 3) -> float (B, 3, crop, crop): one random crop offset per image, random flips."""
+        b, r = x.shape[0], x.shape[1]
+        crop = min(int(self.config["crop"]), r)
+        off = torch.randint(0, r - crop + 1, (b, 2), generator=self.generator, device=self.device)
+        ar = torch.arange(crop, device=self.device)
+        ys, xs = off[:, 0, None] + ar, off[:, 1, None] + ar  # (B, crop)
+        flip = torch.rand(b, generator=self.generator, device=self.device) < 0.5
+        xs = torch.where(flip[:, None], xs.flip(1), xs)
+        out = x[torch.arange(b, device=self.device)[:, None, None], ys[:, :, None], xs[:, None, :]]  # (B, c, c, 3)
+        return out.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+    def centre(self, x: np.ndarray) -> torch.Tensor:
+        r = x.shape[1]
+        crop = min(int(self.config["crop"]), r)
+        o = (r - crop) // 2
+        t = torch.from_numpy(np.ascontiguousarray(x[:, o : o + crop, o : o + crop])).to(self.device)
+        return t.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+    # ---- model ----------------------------------------------------------------------------------------------
+    def embed_all(self, x: torch.Tensor) -> list[list[torch.Tensor]]:
+        """Embeddings per scale and branch: I x J tensors (B, dim); scale i+1 sees scale i's attended crop."""
+        c = self.config
+        out = []
+        for i, scale in enumerate(self.model):
+            zs, gmap = scale(x)
+            out.append(zs)
+            if i + 1 < self.i:
+                maps = random_walk(gmap.detach(), steps=int(c["T"]), sigma=float(c["sigma"]) or None)
+                boxes = attention_boxes(maps, x.shape[-1], threshold=float(c["crop_threshold"]))
+                x = crop_resize(x, boxes, x.shape[-1])
+        return out
+
+    def train_steps(self, steps: int) -> dict[str, float]:
+        c = self.config
+        sums = {"loss": 0.0, "metric": 0.0, "adv": 0.0, "act": 0.0}
+        for _ in range(steps):
+            x, y = self.sample_batch()
+            with self.autocast():
+                zs = self.embed_all(x)
+            flat = [z.float() for scale in zs for z in scale]
+            metric = sum(
+                binomial_deviance(z, y, alpha=float(c["alpha"]), beta=float(c["beta"]), gamma_neg=float(c["gamma_neg"]))
+                for z in flat
+            ) / len(flat)
+            if c["adversary"] == "hinge":
+                adv = sum(hinge_diversity(scale) for scale in zs)
+            else:  # Eq. 4: F pulls the sub-learners together, the learners push apart through the reversal
+                adv = 0.0
+                for f, scale in zip(self.adversaries, zs, strict=True):
+                    mapped = [f(reverse_gradient(z.float())) for z in scale]
+                    adv = adv + sum(
+                        ((mapped[a] - mapped[b]) ** 2).sum(1).mean()
+                        for a in range(len(mapped))
+                        for b in range(a + 1, len(mapped))
+                    )
+            act = activation_decay(flat)
+            rows = row_norm_penalty([lin.weight for s in self.model for lin in s.learners])
+            loss = metric + float(c["lambda0"]) * adv + float(c["lambda1"]) * act + float(c["lambda2"]) * rows
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            for k, v in (("loss", loss), ("metric", metric), ("adv", adv), ("act", act)):
+                sums[k] += float(v.detach()) if torch.is_tensor(v) else float(v)
+        return {k: v / max(steps, 1) for k, v in sums.items()}
+
+    @torch.no_grad()
+    def embeddings(self, pixels: np.ndarray, batch: int = 256) -> np.ndarray:
+        """The retrieval embedding (N, I·J·dim) of cached images: each learner L2-normalised, then the whole."""
+        for m in self.stateful().values():
+            if isinstance(m, nn.Module):
+                m.eval()
+        out = []
+        for s in range(0, pixels.shape[0], batch):
+            zs = self.embed_all(self.centre(pixels[s : s + batch]))
+            z = torch.cat([F.normalize(v.float(), dim=1) for scale in zs for v in scale], 1)
+            out.append(F.normalize(z, dim=1).cpu())
+        return torch.cat(out).numpy()
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        cache, y = self.data.cached("eval")
+        e = self.embeddings(cache.pixels)
+        out = metrics.recall_at_k(e, e, y, y, exclude_self=True)
+        out["NMI"] = metrics.clustering_nmi(e, y, seed=self.seed)
+        if not all(np.isfinite(v) for v in out.values()):
+            self.check_finite(e)
+        return {k: float(v) for k, v in out.items()}
