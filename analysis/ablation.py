@@ -22,27 +22,43 @@ from zsltune.errors import ConfigError
 SHOWN = ("H", "U", "S", "H_cal", "zsl_top1", "recall@1")
 
 
+def _items(sweep: Sweep) -> list[tuple[list[str], list[tuple[Any, ...]] | None]]:
+    """The stored ``--grid`` items: (parameter names, the levels given or None)."""
+    import yaml
+
+    out = []
+    for item in sweep.options.get("grid") or []:
+        head, sep, values = str(item).partition("=")
+        names = [n.strip() for n in head.split(":")]
+        levels = (
+            [tuple(yaml.safe_load(v) for v in lv.split(":")) for lv in values.split(",") if lv.strip()] if sep else None
+        )
+        out.append((names, levels))
+    return out
+
+
 def grid_of(sweep: Sweep) -> list[str]:
     """The grid's parameter names, from the sweep's stored options ([] for a search)."""
-    return [str(item).partition("=")[0].strip() for item in sweep.options.get("grid") or []]
+    return [n for names, _ in _items(sweep) for n in names]
 
 
 def is_grid(sweep: Sweep) -> bool:
     return bool(grid_of(sweep)) or int(sweep.options.get("repeats") or 1) > 1
 
 
-def _levels(sweep: Sweep, name: str, present: list[Any]) -> list[Any]:
-    """Levels of ``name`` in the order the grid gave them (values listed, else the space's choices)."""
-    for item in sweep.options.get("grid") or []:
-        key, sep, values = str(item).partition("=")
-        if key.strip() == name and sep:
-            import yaml
+def _order(sweep: Sweep, present: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The levels present, in the order the grid gave them (values listed, else the space's choices)."""
+    import itertools
 
-            order = [yaml.safe_load(v) for v in values.split(",") if v.strip()]
-            return [v for v in order if v in present] + [v for v in present if v not in order]
-    p = sweep.space_params.get(name)
-    choices = list(getattr(p, "choices", ()) or ())
-    return [v for v in choices if v in present] + sorted((v for v in present if v not in choices), key=str)
+    per_item = []
+    for names, levels in _items(sweep):
+        if levels is None:
+            p = sweep.space_params.get(names[0])
+            levels = [(v,) for v in (getattr(p, "choices", ()) or ())]
+        per_item.append(levels)
+    order = [tuple(v for part in combo for v in part) for combo in itertools.product(*per_item)]
+    have = set(present)
+    return [lv for lv in order if lv in have] + sorted((lv for lv in present if lv not in set(order)), key=str)
 
 
 def parse_baseline(text: str | None, names: list[str]) -> dict[str, Any]:
@@ -70,9 +86,7 @@ def ablation_tables(
     names = grid_of(sweep)
     trials = sweep.trials[sweep.trials["stage"] == "val"].copy()
     trials["level"] = trials.apply(lambda r: tuple(plain(r.get(f"config/{n}")) for n in names), axis=1)
-    present = {n: list(dict.fromkeys(plain(v) for v in trials[f"config/{n}"])) for n in names} if names else {}
-    order = [tuple(v) for v in _product([_levels(sweep, n, present[n]) for n in names])]
-    order = [lv for lv in order if lv in set(trials["level"])]
+    order = _order(sweep, list(dict.fromkeys(trials["level"])))
     metrics = [m for m in dict.fromkeys([sweep.metric, *SHOWN]) if f"last/{m}" in trials]
     values = trials[["level", "seed", "status"]].copy()
     for m in metrics:
@@ -100,12 +114,6 @@ def ablation_tables(
             pc = paired_comparison(cur.loc[seeds, m].to_numpy(), ref.loc[seeds, m].to_numpy(), confidence)
             rows.append({"level": lv, "metric": m, **pc.as_dict()})
     return summary.reset_index(drop=True), pd.DataFrame(rows), base
-
-
-def _product(lists: list[list[Any]]) -> list[tuple[Any, ...]]:
-    import itertools
-
-    return list(itertools.product(*lists)) if lists else [()]
 
 
 def _label(names: list[str], level: tuple[Any, ...]) -> str:

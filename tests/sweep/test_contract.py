@@ -252,12 +252,32 @@ def test_grid_with_repeats_and_the_ablation_report(tmp_path: Path) -> None:
         report(res.sweep_dir, baseline="lr=1")
 
 
+def test_joint_grid_levels_and_their_product(tmp_path: Path) -> None:
+    """``I:J=1:1,2:4``-style items vary parameters together (only the pairs given); items multiply."""
+    from zsltune.space import load_space
+    from zsltune.sweep.grid import grid_configs, grid_levels, grid_names
+
+    space = tmp_path / "toy.yaml"
+    space.write_text(SPACE)
+    items = ["lr:width=0.01:8,0.02:16", "act"]
+    levels = grid_levels(items, method="toy", hparams=Toy.all_hparams(), space=load_space(space))
+    assert levels == {("lr", "width"): [(0.01, 8), (0.02, 16)], ("act",): [("relu",), ("tanh",)]}
+    assert grid_configs(levels) == [
+        {"lr": 0.01, "width": 8, "act": "relu"}, {"lr": 0.01, "width": 8, "act": "tanh"},
+        {"lr": 0.02, "width": 16, "act": "relu"}, {"lr": 0.02, "width": 16, "act": "tanh"},
+    ]  # fmt: skip
+    assert grid_names(items) == ["lr", "width", "act"]
+
+
 @pytest.mark.parametrize(
     ("grid", "expect"),
     [
         (["lr"], "--grid lr: a float parameter needs its levels, e.g. --grid lr=V1,V2"),
         (["act=relu,swish"], "--grid act=relu,swish: toy: act must be one of relu, tanh, got 'swish'"),
-        (["depth"], "--grid depth: not a hyperparameter of toy"),
+        (["depth"], "--grid depth: depth is not a hyperparameter of toy"),
+        (["lr:act=0.01:relu,0.02"], "each level needs 2 value(s) joined by ':'"),
+        (["lr:act"], "parameters varied together need their levels"),
+        (["act", "act=relu"], "--grid act: given twice"),
     ],
 )
 def test_bad_grid_is_one_line_before_ray(grid: list[str], expect: str, tmp_path: Path) -> None:

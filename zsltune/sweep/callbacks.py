@@ -78,9 +78,9 @@ class ParquetCallback(tune.Callback):
                 )
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        # a grid trial (zsltune.sweep.grid) holds its fixed part under __config__ and its seed under __seed__
+        # a grid trial (zsltune.sweep.grid): fixed part under __config__, varied part under __grid__, seed __seed__
         cfg = {k: v for k, v in trial.config.items() if not (k.startswith("__") and k.endswith("__"))}
-        cfg = {**trial.config.get("__config__", {}), **cfg, **self.fixed}
+        cfg = {**trial.config.get("__config__", {}), **trial.config.get("__grid__", {}), **cfg, **self.fixed}
         meta = {**self.meta, "seed": trial.config["__seed__"]} if "__seed__" in trial.config else self.meta
         self.sink.start_trial(trial.trial_id, config=cfg, **meta)
         self.sink.flush()

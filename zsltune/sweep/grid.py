@@ -2,7 +2,8 @@
 configuration run with ``--repeats`` seeds (``zsltune run --grid ablation --repeats 3``).
 
 ``--grid NAME`` takes every choice of a categorical (or both values of a boolean); ``--grid NAME=V1,V2`` gives the
-levels explicitly (needed for numbers). The grid runs as one Tune job of (configuration × seed) trials, FIFO: an
+levels explicitly (needed for numbers); ``--grid A:B=a1:b1,a2:b2`` varies parameters together (only the pairs
+given, e.g. DeML's (I, J) arms). The grid runs as one Tune job of (configuration × seed) trials, FIFO: an
 ablation compares configurations at their full budget, so no trial is stopped early and no sampler picks.
 ``zsltune analyze report`` then groups the trials by the grid's parameters (see :mod:`analysis.ablation`).
 """
@@ -17,8 +18,9 @@ from zsltune.errors import ConfigError
 from zsltune.methods.hparams import HP, check_value
 from zsltune.space import SearchSpace
 
-#: reserved trial-config keys (zsltune.sweep.trial): the fixed part of every configuration, and the trial's seed
-CONFIG_KEY, SEED_KEY = "__config__", "__seed__"
+#: reserved trial-config keys (zsltune.sweep.trial): the fixed part of every configuration, the grid's varied
+#: part, and the trial's seed
+CONFIG_KEY, GRID_KEY, SEED_KEY = "__config__", "__grid__", "__seed__"
 
 
 def _value(text: str) -> Any:
@@ -28,52 +30,91 @@ def _value(text: str) -> Any:
 
 
 def grid_names(items: Sequence[str]) -> list[str]:
-    """The parameter names of ``--grid`` items (``ablation``, ``lr=1e-4,1e-3`` -> ``lr``)."""
-    return [item.partition("=")[0].strip() for item in items]
+    """The parameter names of ``--grid`` items (``ablation``, ``lr=1e-4,1e-3`` -> ``lr``; ``I:J=1:1,2:4`` -> I, J)."""
+    return [n.strip() for item in items for n in item.partition("=")[0].split(":")]
 
 
 def grid_levels(
     items: Sequence[str], *, method: str, hparams: Mapping[str, HP], space: SearchSpace
-) -> dict[str, list[Any]]:
-    """``--grid`` items as ``{name: [levels]}``, each level checked against the method's declaration."""
+) -> dict[tuple[str, ...], list[tuple[Any, ...]]]:
+    """``--grid`` items as ``{(names...): [level tuples]}``, each value checked against the method's declaration.
+
+    ``NAME`` or ``NAME=V1,V2``: one parameter; ``A:B=a1:b1,a2:b2``: parameters varied together (only those
+    combinations, e.g. DeML's (I, J) pairs). Several items make the product.
+    """
     params = {p.name: p for p in space.params}
-    out: dict[str, list[Any]] = {}
+    out: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+    seen: set[str] = set()
     for item in items:
-        name, sep, values = (s.strip() for s in item.partition("="))
-        if name not in hparams:
-            raise ConfigError(f"--grid {item}: not a hyperparameter of {method}; valid: {', '.join(sorted(hparams))}")
-        if name in out:
-            raise ConfigError(f"--grid {name}: given twice; give each parameter once")
-        hp, p = hparams[name], params.get(name)
+        head, sep, values = (s.strip() for s in item.partition("="))
+        names = tuple(n.strip() for n in head.split(":"))
+        for name in names:
+            if name not in hparams:
+                raise ConfigError(
+                    f"--grid {item}: {name} is not a hyperparameter of {method}; valid: {', '.join(sorted(hparams))}"
+                )
+            if name in seen:
+                raise ConfigError(f"--grid {name}: given twice; give each parameter once")
+            seen.add(name)
         if sep:
-            levels = [_value(v) for v in values.split(",") if v.strip()]
-        elif p is not None and p.type == "categorical":
-            levels = list(p.choices)
-        elif hp.kind == "choice":
-            levels = list(hp.choices or ())
-        elif hp.kind == "bool":
-            levels = [True, False]
+            levels = [tuple(_value(v) for v in lv.split(":")) for lv in values.split(",") if lv.strip()]
+            bad = next((lv for lv in levels if len(lv) != len(names)), None)
+            if bad is not None:
+                raise ConfigError(
+                    f"--grid {item}: each level needs {len(names)} value(s) joined by ':' (one per parameter of "
+                    f"{head}), got {':'.join(map(str, bad))}"
+                )
+        elif len(names) > 1:
+            raise ConfigError(f"--grid {item}: parameters varied together need their levels, e.g. {head}=1:1,2:4")
         else:
-            raise ConfigError(
-                f"--grid {name}: a {hp.kind} parameter needs its levels, e.g. --grid {name}=V1,V2 "
-                f"(only categorical and boolean parameters default to all their values)"
+            name = names[0]
+            hp, p = hparams[name], params.get(name)
+            if p is not None and p.type == "categorical":
+                levels = [(v,) for v in p.choices]
+            elif hp.kind == "choice":
+                levels = [(v,) for v in hp.choices]
+            elif hp.kind == "bool":
+                levels = [(True,), (False,)]
+            else:
+                raise ConfigError(
+                    f"--grid {name}: a {hp.kind} parameter needs its levels, e.g. --grid {name}=V1,V2 "
+                    f"(only categorical and boolean parameters default to all their values)"
+                )
+        if not levels:
+            raise ConfigError(f"--grid {item}: no levels; give at least one, e.g. --grid {head}=V1,V2")
+        out[names] = [
+            tuple(
+                check_value(method, n, hparams[n], v, where=f"--grid {item}: ") for n, v in zip(names, lv, strict=True)
             )
-        if len(levels) < 1:
-            raise ConfigError(f"--grid {item}: no levels; give at least one, e.g. --grid {name}=V1,V2")
-        out[name] = [check_value(method, name, hp, v, where=f"--grid {item}: ") for v in levels]
+            for lv in levels
+        ]
     return out
 
 
-def grid_param_space(levels: Mapping[str, list[Any]], fixed: Mapping[str, Any], seeds: Sequence[int]) -> dict:
-    """Tune's param_space: every grid level × every seed, the remaining parameters fixed."""
+def grid_configs(levels: Mapping[tuple[str, ...], list[tuple[Any, ...]]]) -> list[dict[str, Any]]:
+    """Every configuration of the grid (the product over the items), as {name: value}."""
+    out = []
+    for combo in itertools.product(*levels.values()):
+        cfg: dict[str, Any] = {}
+        for names, values in zip(levels, combo, strict=True):
+            cfg.update(zip(names, values, strict=True))
+        out.append(cfg)
+    return out
+
+
+def grid_param_space(
+    levels: Mapping[tuple[str, ...], list[tuple[Any, ...]]], fixed: Mapping[str, Any], seeds: Sequence[int]
+) -> dict:
+    """Tune's param_space: every grid configuration × every seed, the remaining parameters fixed."""
     from ray import tune
 
+    varied = {n for names in levels for n in names}
     return {
-        **{name: tune.grid_search(list(values)) for name, values in levels.items()},
-        CONFIG_KEY: {k: v for k, v in fixed.items() if k not in levels},
+        GRID_KEY: tune.grid_search(grid_configs(levels)),
+        CONFIG_KEY: {k: v for k, v in fixed.items() if k not in varied},
         SEED_KEY: tune.grid_search(list(seeds)),
     }
 
 
-def grid_size(levels: Mapping[str, list[Any]]) -> int:
-    return len(list(itertools.product(*levels.values()))) if levels else 1
+def grid_size(levels: Mapping[tuple[str, ...], list[tuple[Any, ...]]]) -> int:
+    return len(grid_configs(levels)) if levels else 1

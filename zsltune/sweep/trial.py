@@ -124,7 +124,11 @@ def run_trial(config: dict[str, Any], data: Any, spec: TrialSpec) -> None:
     trial after that many epochs (a rerun trains a configuration for the epochs the search selected, on the
     search's schedule); ``__knobs__`` freezes the trainer's knobs (values chosen on validation).
     """
-    config = {**{k: v for k, v in config.items() if k != "__config__"}, **config.get("__config__", {})}
+    config = {
+        **{k: v for k, v in config.items() if k not in ("__config__", "__grid__")},
+        **config.get("__config__", {}),
+        **config.get("__grid__", {}),  # an ablation grid's varied part (zsltune.sweep.grid)
+    }
     reserved = {k: v for k, v in config.items() if k.startswith("__") and k.endswith("__")}
     config = {k: v for k, v in config.items() if k not in reserved}
     spec = replace(
