@@ -91,10 +91,12 @@ def ablation_tables(
     values = trials[["level", "seed", "status"]].copy()
     for m in metrics:
         values[m] = pd.to_numeric(trials[f"last/{m}"], errors="coerce")
+    values["device_s"] = pd.to_numeric(trials.get("device_s"), errors="coerce")  # each arm's compute
     rank = {lv: i for i, lv in enumerate(order)}
     summary = summarize(values, metrics, by="level", confidence=confidence)
     failed = values.groupby("level")["status"].apply(lambda s: int((s == "failed").sum()))
     summary["failed"] = summary["level"].map(failed).fillna(0).astype(int)
+    summary["device_s"] = summary["level"].map(values.groupby("level")["device_s"].mean())
     summary = summary.sort_values(by=["level", "metric"], key=lambda c: c.map(rank) if c.name == "level" else c)
     base = parse_baseline(baseline, names) or dict(zip(names, order[0], strict=True)) if order else {}
     base_level = tuple(base.get(n) for n in names)
@@ -141,13 +143,17 @@ def ablation_section(sweep: Sweep, *, baseline: str | None = None) -> list[tuple
             f"A grid over {', '.join(f'`{n}`' for n in names) or 'the default configuration'} with {repeats} seed(s) "
             f"per configuration, the rest at the space's defaults, every trial at its full budget. Each cell: the "
             f"mean over seeds of the validation value at the last iteration ± the t half-width (95%), then the "
-            f"bootstrap interval of the mean (95%, 9,999 resamples).",
+            f"bootstrap interval of the mean (95%, 9,999 resamples). `device s/trial`: each arm's compute, the mean "
+            f"training + evaluation seconds of its trials.",
         )
     )
     wide: dict[tuple[Any, ...], dict[str, Any]] = {}
     for r in summary.to_dict("records"):
-        row = wide.setdefault(r["level"], {"configuration": _label(names, r["level"]), "n": r["n"], "failed": 0})
+        row = wide.setdefault(
+            r["level"], {"configuration": _label(names, r["level"]), "n": r["n"], "failed": 0, "device s/trial": ""}
+        )
         row["failed"] = r["failed"]
+        row["device s/trial"] = f"{r['device_s']:.0f}" if math.isfinite(r["device_s"]) else "-"
         row[r["metric"]] = _cell(r["mean"], r["half"], r["boot_lo"], r["boot_hi"])
         if r["metric"] == metric:
             row["n"] = r["n"]
