@@ -191,7 +191,7 @@ def _train(
         except TrialDiverged as exc:
             # the configuration, not the infrastructure, failed: it would fail the same way again, so the trial
             # ends here (Tune retries only what raises) with the reason, and the search is told it failed
-            tune.report(_diverged_result(trainer, spec, str(exc)))
+            tune.report(_diverged_result(trainer, spec, f"{type(exc).__name__}: {exc}"))
             return
         t2 = time.perf_counter()
         device_s += t2 - t0
