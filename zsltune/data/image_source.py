@@ -143,7 +143,7 @@ class CachedDataset:
         else:
             o = (r - c) // 2
             img = img[o : o + c, o : o + c]
-        x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(127.5).sub_(1.0)  # (3, c, c)
+        x = torch.from_numpy(np.array(img)).permute(2, 0, 1).float().div_(127.5).sub_(1.0)  # (3, c, c)
         return x, int(self.labels[i])
 
 

@@ -183,7 +183,7 @@ class DeML(Trainer):
         r = x.shape[1]
         crop = min(int(self.config["crop"]), r)
         o = (r - crop) // 2
-        t = torch.from_numpy(np.ascontiguousarray(x[:, o : o + crop, o : o + crop])).to(self.device)
+        t = torch.from_numpy(np.array(x[:, o : o + crop, o : o + crop])).to(self.device)  # a writable copy
         return t.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
     # ---- model ----------------------------------------------------------------------------------------------
