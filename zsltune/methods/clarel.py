@@ -222,20 +222,8 @@ class CLAREL(Trainer):
         # class-level pseudo-captions need no text files: only when the config asks for them explicitly
         return get_source("features" if (config or {}).get("captions") == "class" else cls.data_source)
 
-    def __init__(
-        self,
-        config: Mapping[str, Any],
-        data: StageData,
-        *,
-        device: str | torch.device = "cpu",
-        seed: int = 0,
-        max_epochs: int = 50,
-        knobs: Mapping[str, float] | None = None,
-        iteration_steps: int | None = None,
-    ) -> None:
-        super().__init__(
-            config, data, device=device, seed=seed, max_epochs=max_epochs, knobs=knobs, iteration_steps=iteration_steps
-        )
+    def __init__(self, config: Mapping[str, Any], data: StageData, **kw: Any) -> None:
+        super().__init__(config, data, **kw)  # device, seed, max_epochs, knobs, iteration_steps: see Trainer
         c = self.config
         d = data
         if c["captions"] == "per_image":
@@ -255,7 +243,7 @@ class CLAREL(Trainer):
         self.x_seen = self.prep_features(self.to_device(d.x_seen))  # (N_s, D), the training images' transform
         self.x_unseen = self.prep_features(self.to_device(d.x_unseen))
         # prototype images: up to proto_images per class, seen from train, unseen from the unseen eval images
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(self.seed)
         pick = [
             rng.permutation(np.flatnonzero(y == k))[: int(c["proto_images"])]
             for y, ks in ((d.y_train, range(d.n_seen)), (d.y_unseen, range(d.n_seen, d.num_classes)))

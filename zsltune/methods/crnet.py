@@ -175,20 +175,8 @@ class CRnet(Trainer):
         "reduction": Choice(("mean", "sum"), default="mean"),
     }
 
-    def __init__(
-        self,
-        config: Mapping[str, Any],
-        data: StageData,
-        *,
-        device: str | torch.device = "cpu",
-        seed: int = 0,
-        max_epochs: int = 50,
-        knobs: Mapping[str, float] | None = None,
-        iteration_steps: int | None = None,
-    ) -> None:
-        super().__init__(
-            config, data, device=device, seed=seed, max_epochs=max_epochs, knobs=knobs, iteration_steps=iteration_steps
-        )
+    def __init__(self, config: Mapping[str, Any], data: StageData, **kw: Any) -> None:
+        super().__init__(config, data, **kw)  # device, seed, max_epochs, knobs, iteration_steps: see Trainer
         c = self.config
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
@@ -198,7 +186,7 @@ class CRnet(Trainer):
 
         att = normalise_attributes(data.attributes, data.n_seen, c["att_norm"])  # (C, P), seen classes first
         self.k = min(int(c["K"]), data.n_seen)  # K ∈ {1, ..., M} (paper, Sec. 3)
-        centres = torch.from_numpy(field_centres(att[: data.n_seen], self.k, seed))  # (K, P)
+        centres = torch.from_numpy(field_centres(att[: data.n_seen], self.k, self.seed))  # (K, P)
         # everything the training loop touches lives on the device, created once
         self.att = self.to_device(att)  # (C, P)
         self.x_train = self.fit_features(c["feat_norm"])  # (N_tr, D), transform fitted on these rows only

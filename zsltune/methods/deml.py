@@ -98,20 +98,8 @@ class DeML(Trainer):
         "crop": Int(default=56, help="training crop of the cached images (the centre crop in evaluation)"),
     }
 
-    def __init__(
-        self,
-        config: Mapping[str, Any],
-        data: Any,
-        *,
-        device: str | torch.device = "cpu",
-        seed: int = 0,
-        max_epochs: int = 50,
-        knobs: Mapping[str, float] | None = None,
-        iteration_steps: int | None = None,
-    ) -> None:
-        super().__init__(
-            config, data, device=device, seed=seed, max_epochs=max_epochs, knobs=knobs, iteration_steps=iteration_steps
-        )
+    def __init__(self, config: Mapping[str, Any], data: Any, **kw: Any) -> None:
+        super().__init__(config, data, **kw)  # device, seed, max_epochs, knobs, iteration_steps: see Trainer
         c = self.config
         self.i, self.j = int(c["I"]), int(c["J"])
         self.dim = int(c["d"]) // (self.i * self.j)  # ⌊d/(IJ)⌋ per learner

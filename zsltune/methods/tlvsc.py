@@ -136,20 +136,8 @@ class TLVSC(Trainer):
         "centre_momentum": Float(default=0.9, low=0, high=0.999),
     }
 
-    def __init__(
-        self,
-        config: Mapping[str, Any],
-        data: StageData,
-        *,
-        device: str | torch.device = "cpu",
-        seed: int = 0,
-        max_epochs: int = 50,
-        knobs: Mapping[str, float] | None = None,
-        iteration_steps: int | None = None,
-    ) -> None:
-        super().__init__(
-            config, data, device=device, seed=seed, max_epochs=max_epochs, knobs=knobs, iteration_steps=iteration_steps
-        )
+    def __init__(self, config: Mapping[str, Any], data: StageData, **kw: Any) -> None:
+        super().__init__(config, data, **kw)  # device, seed, max_epochs, knobs, iteration_steps: see Trainer
         c = self.config
         level = ABLATIONS.index(c["ablation"])
         self.use_inference, self.use_phi, self.use_wass = level >= 1, level >= 2, level >= 3
@@ -173,7 +161,7 @@ class TLVSC(Trainer):
         self.classifier = nn.Linear(width, data.num_classes).to(self.device)  # refitted at every evaluation
         self.register_phi_stats(torch.zeros(width, device=self.device), torch.ones(width, device=self.device))
         self.peak_spread = 0.0  # the highest generated/real spread ratio so far (collapse detection)
-        self.eval_seed = seed  # the recognition fit's own stream (checkpointed: a resumed trial evaluates the same)
+        self.eval_seed = self.seed  # the recognition fit's own stream (checkpointed: a resume evaluates the same)
 
     def register_phi_stats(self, mean: torch.Tensor, sd: torch.Tensor) -> None:
         self.phi_mean, self.phi_sd = mean, sd
