@@ -19,7 +19,7 @@ from analysis.sweepdir import Sweep, plain
 from zsltune.errors import ConfigError
 
 #: metrics tabled next to the sweep's own, where the trials report them
-SHOWN = ("H", "U", "S", "H_cal", "zsl_top1", "recall@1")
+SHOWN = ("H", "U", "S", "H_cal", "zsl_top1", "recall@1", "recall@4", "NMI")
 
 
 def _items(sweep: Sweep) -> list[tuple[list[str], list[tuple[Any, ...]] | None]]:
@@ -97,7 +97,8 @@ def ablation_tables(
     failed = values.groupby("level")["status"].apply(lambda s: int((s == "failed").sum()))
     summary["failed"] = summary["level"].map(failed).fillna(0).astype(int)
     summary["device_s"] = summary["level"].map(values.groupby("level")["device_s"].mean())
-    summary = summary.sort_values(by=["level", "metric"], key=lambda c: c.map(rank) if c.name == "level" else c)
+    order_of = {"level": rank, "metric": {m: i for i, m in enumerate(metrics)}}  # the sweep's metric first
+    summary = summary.sort_values(by=["level", "metric"], key=lambda c: c.map(order_of[str(c.name)]))
     base = parse_baseline(baseline, names) or dict(zip(names, order[0], strict=True)) if order else {}
     base_level = tuple(base.get(n) for n in names)
     if names and base_level not in rank:
