@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from zsltune.data import synth_fresh
 from zsltune.data.sources import StageRequest
@@ -43,12 +42,7 @@ def image_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return synth_images(tmp_path_factory.mktemp("learn") / "IMG", classes=60, per_class=12, size=32, seed=3)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("name", sorted(LEARNING))

@@ -24,12 +24,7 @@ def stage(tmp_path_factory: pytest.TempPathFactory):
     return load_stage(str(out), "val")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def class_mean_gap(t) -> float:

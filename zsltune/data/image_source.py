@@ -52,8 +52,13 @@ class ImageStage:
     def cached(self, split: str) -> tuple[CachedImages, np.ndarray]:
         """The node's decoded cache of ``split`` ("train" or "eval") and the labels of the rows it kept."""
         files, y = (self.train_files, self.y_train) if split == "train" else (self.eval_files, self.y_eval)
-        c = image_cache([Path(f) for f in files], resolution=self.resolution, skip_bad=self.skip_bad)
-        return c, y[c.kept]
+        return _cached(files, y, self.resolution, self.skip_bad)
+
+
+def _cached(files: list[str], y: np.ndarray, resolution: int, skip_bad: bool) -> tuple[CachedImages, np.ndarray]:
+    """The node's decoded cache of ``files`` and the labels of the rows it kept (both stage kinds)."""
+    c = image_cache([Path(f) for f in files], resolution=resolution, skip_bad=skip_bad)
+    return c, y[c.kept]
 
 
 def resolve_images(name: str, data_root: str | None, seed: int) -> tuple[Path, bool]:
@@ -83,10 +88,11 @@ def load_image_stage(req: Any, *, resolution: int | None = None, skip_bad: bool 
     train_c, eval_c = retrieval_classes(s.num_classes, req.stage)
     tr = np.flatnonzero(np.isin(s.labels, train_c))
     ev = np.flatnonzero(np.isin(s.labels, eval_c))
-    res = resolution or (_native_size(root / "images" / s.files[0]) if synthetic else CACHE_RESOLUTION)
+    native = _native_size(root / "images" / s.files[0]) if synthetic else None
+    res = resolution or native or CACHE_RESOLUTION
     boxes = None
-    if s.boxes is not None and synthetic:  # synthetic images are square at their native size: boxes as they are
-        boxes = s.boxes[tr] * (res / _native_size(root / "images" / s.files[0]))
+    if s.boxes is not None and native:  # synthetic images are square at their native size: boxes scale with R
+        boxes = s.boxes[tr] * (res / native)
     return ImageStage(
         dataset=req.dataset if req.dataset == DEMO_IMAGES else root.name,
         stage=req.stage,
@@ -200,8 +206,7 @@ class AttributeImageStage:
         files, y = {"train": (self.train_files, self.y_train), "seen": (self.seen_files, self.y_seen)}.get(
             split, (self.unseen_files, self.y_unseen)
         )
-        c = image_cache([Path(f) for f in files], resolution=self.resolution, skip_bad=self.skip_bad)
-        return c, y[c.kept]
+        return _cached(files, y, self.resolution, self.skip_bad)
 
 
 def load_xlsa17_image_stage(

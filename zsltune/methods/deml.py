@@ -108,6 +108,7 @@ class DeML(Trainer):
                 f"deml: d >= I·J must hold (each learner needs a dimension), got d={c['d']}, I·J={self.i * self.j}"
             )
         cache, y = data.cached("train")
+        self._eval: tuple[Any, np.ndarray] | None = None  # the evaluation split's cache, opened at the first evaluate
         self.pixels, self.labels = cache.pixels, np.asarray(y)  # memory-mapped (N, R, R, 3) uint8, the node's copy
         self.by_class = [np.flatnonzero(self.labels == k) for k in range(int(self.labels.max()) + 1)]
         self.by_class = [ix for ix in self.by_class if len(ix)]
@@ -236,7 +237,9 @@ class DeML(Trainer):
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        cache, y = self.data.cached("eval")
+        if self._eval is None:  # opened once: finding the cache stats every image file
+            self._eval = self.data.cached("eval")
+        cache, y = self._eval
         e = self.embeddings(cache.pixels)
         out = metrics.recall_at_k(e, e, y, y, exclude_self=True)
         out["NMI"] = metrics.clustering_nmi(e, y, seed=self.seed)
