@@ -184,3 +184,25 @@ def test_xlsa17_image_stages_never_show_a_test_image_to_the_search(tmp_path: Pat
     c, y = val.cached("unseen")
     assert c.pixels.shape[0] == len(val.unseen_files) == len(y)
     assert get_source("xlsa17-images").info(val).n_seen == val.n_seen
+
+
+def test_a_class_side_alone_gets_synthetic_part_images_once(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """``--dataset X`` where X has only att_splits.mat (the GBU download without features): part images around its
+    class side are generated into the cache once (said on stderr) and the stage keeps X's name; ``demo`` works
+    without a data root; a name that is no xlsa17 folder is one line naming the fix."""
+    from zsltune.data import synth_fresh
+    from zsltune.data.image_source import DEMO_PARTS, resolve_parts_images
+
+    side = synth_fresh(tmp_path / "root" / "ZOO", classes=10, attributes=12, images=20, feature_dim=4, seed=1)
+    (side / "res101.mat").unlink()  # the class side only
+    req = StageRequest(dataset="ZOO", stage="val", data_root=str(tmp_path / "root"))
+    st = get_source("xlsa17-images").load(req)
+    assert "synthetic part images around its real class side" in capsys.readouterr().err
+    assert st.dataset == "ZOO" and st.synthetic and st.num_classes == st.attributes.shape[0]
+    first = resolve_parts_images("ZOO", str(tmp_path / "root"), 0)
+    assert resolve_parts_images("ZOO", str(tmp_path / "root"), 0) == first  # generated once
+    assert (first / "part_boxes.txt").is_file()
+    demo = get_source("xlsa17-images").load(StageRequest(dataset="demo", stage="val", data_root=str(tmp_path / "none")))
+    assert demo.dataset == DEMO_PARTS and demo.n_seen > 0
+    with pytest.raises(DataError, match=r"--dataset NOPE: no xlsa17 folder .*pass a dataset under --data-root"):
+        resolve_parts_images("NOPE", str(tmp_path / "root"), 0)

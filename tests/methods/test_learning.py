@@ -19,6 +19,7 @@ LEARNING: dict[str, tuple[int, str]] = {
     "clarel": (600, "H_alpha"),
     "tlvsc": (1200, "H_cal"),
     "deml": (300, "recall@1"),
+    "sgma": (300, "H_cal"),
 }
 BAR = 0.2
 
@@ -42,19 +43,28 @@ def image_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return synth_images(tmp_path_factory.mktemp("learn") / "IMG", classes=60, per_class=12, size=32, seed=3)
 
 
+@pytest.fixture(scope="module")
+def parts_dir(learn_dir: Path) -> Path:
+    """Synthetic part images (32x32, 30 a class) around ``learn_dir``'s class side, an xlsa17 folder over images."""
+    from zsltune.data.synth_images import synth_images
+
+    return synth_images(learn_dir.with_name("PARTS"), kind="parts", per_class=30, size=32, like=learn_dir, seed=3)
+
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("name", sorted(LEARNING))
 def test_space_defaults_learn(
-    name: str, learn_dir: Path, image_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    name: str, learn_dir: Path, image_dir: Path, parts_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     steps, metric = LEARNING[name]
     cls = get_method(name)
-    images = cls.source({}).name == "images"
-    if images:
-        monkeypatch.setenv("ZSLTUNE_CACHE", str(tmp_path / "cache"))
-    data = cls.source({}).load(StageRequest(dataset=str(image_dir if images else learn_dir), stage="val"))
+    source = cls.source({}).name
+    images = source == "images"
+    monkeypatch.setenv("ZSLTUNE_CACHE", str(tmp_path / "cache"))
+    root = {"images": image_dir, "xlsa17-images": parts_dir}.get(source, learn_dir)
+    data = cls.source({}).load(StageRequest(dataset=str(root), stage="val"))
     assert data.num_classes >= 10  # chance per-class accuracy over all stage classes <= 0.1
     iters = 6
     t = cls({}, data, seed=0, max_epochs=iters, iteration_steps=steps // iters)  # the space's defaults, as they are

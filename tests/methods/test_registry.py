@@ -21,6 +21,7 @@ TINY_SIZES = {
     "hidden": 32, "batch_size": 32, "embed_dim": 32, "lstm_units": 16, "filters": 8, "word_dim": 16,
     "n_syn": 20, "cls_epochs": 2, "pre_epochs": 2,
     "width": 8, "bottleneck": 4, "batch_classes": 4, "per_class": 2, "crop": 28, "d": 16,
+    "part_size": 16, "warmup_steps": 1,
 }  # fmt: skip
 
 
@@ -37,6 +38,8 @@ def captioned_tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     img = synth_images(out.with_name("TINYIMG"), classes=12, per_class=5, size=32, seed=0)
     for f in img.iterdir():
         (shutil.copytree if f.is_dir() else shutil.copyfile)(f, out / f.name)
+    # and part images around its class side as an xlsa17 folder over images (the "xlsa17-images" source)
+    synth_images(out.with_name("TINYPARTS"), kind="parts", per_class=6, size=32, like=out, seed=0)
     return out
 
 
@@ -47,6 +50,8 @@ def stage(tiny_dataset_dir: Path):
 
 def method_stage(cls: type[Trainer], root: Path):
     """The val stage as the sweep loads it for ``cls``: through the method's own data source."""
+    if cls.source({}).name == "xlsa17-images":
+        root = root.with_name("TINYPARTS")
     return cls.source({}).load(StageRequest(dataset=str(root), stage="val"))
 
 

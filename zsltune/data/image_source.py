@@ -9,6 +9,7 @@ retrieval images (:mod:`zsltune.data.synth_images`, 100 classes x 40 images of 6
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,9 @@ from zsltune.errors import DataError
 
 DEMO_IMAGES = "demo-images"
 DEMO_IMAGES_SIZE = {"classes": 100, "per_class": 40, "size": 64}
+#: synthetic part images (SGMA's demo) around a class side: images a class, side in pixels
+DEMO_PARTS = "demo-parts"
+DEMO_PARTS_SIZE = {"per_class": 80, "size": 64}
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,7 @@ def _cached(files: list[str], y: np.ndarray, resolution: int, skip_bad: bool) ->
 
 def resolve_images(name: str, data_root: str | None, seed: int) -> tuple[Path, bool]:
     """(folder, synthetic) of ``--dataset`` for an image method."""
-    if name == DEMO_IMAGES:
+    if name in (DEMO_IMAGES, "demo"):  # "demo", the sweep's default dataset, means the image demo here
         from zsltune.data.synth_images import synth_images
 
         out = cache_dir() / "synth" / f"{DEMO_IMAGES}-{seed}-v1"
@@ -94,7 +98,7 @@ def load_image_stage(req: Any, *, resolution: int | None = None, skip_bad: bool 
     if s.boxes is not None and native:  # synthetic images are square at their native size: boxes scale with R
         boxes = s.boxes[tr] * (res / native)
     return ImageStage(
-        dataset=req.dataset if req.dataset == DEMO_IMAGES else root.name,
+        dataset=DEMO_IMAGES if req.dataset in (DEMO_IMAGES, "demo") else root.name,
         stage=req.stage,
         synthetic=synthetic,
         root=str(root),
@@ -209,6 +213,49 @@ class AttributeImageStage:
         return _cached(files, y, self.resolution, self.skip_bad)
 
 
+def resolve_parts_images(name: str, data_root: str | None, seed: int) -> Path:
+    """The xlsa17 folder over images that ``--dataset`` names for an attribute-based image method.
+
+    ``demo`` (or ``demo-parts``): synthetic part images (:func:`~zsltune.data.synth_images.synth_images`, kind
+    ``parts``) around the real AWA2 class side under the data root, or around the synthetic demo class side where
+    there is none. A folder with images (``res101.mat`` naming them) is used as it is; a folder with only the class
+    side (``att_splits.mat``, as the GBU download without features) gets synthetic part images around it, generated
+    once into the cache.
+    """
+    from zsltune.data import default_data_root, resolve_dataset
+
+    if name in ("demo", DEMO_PARTS):
+        awa2 = (Path(data_root).expanduser() if data_root else default_data_root()) / "AWA2"
+        like = awa2 if (awa2 / "att_splits.mat").is_file() else resolve_dataset("demo", seed=seed)
+        return _synth_parts(like, seed, f"{DEMO_PARTS}-{like.name}")
+    p = Path(name).expanduser()
+    if not p.is_dir():
+        p = (Path(data_root).expanduser() if data_root else default_data_root()) / name
+    if not (p / "att_splits.mat").is_file():
+        raise DataError(
+            f"--dataset {name}: no xlsa17 folder (att_splits.mat) at {p}; pass a dataset under --data-root, a folder, "
+            f"or '{DEMO_PARTS}'"
+        )
+    if (p / "images").is_dir() and (p / "res101.mat").is_file():
+        return p
+    out = _synth_parts(p, seed, p.name)
+    note = f"zsltune: {p} has no images; using synthetic part images around its real class side ({out})"
+    print(note, file=sys.stderr)
+    return out
+
+
+def _synth_parts(like: Path, seed: int, tag: str) -> Path:
+    import hashlib
+
+    from zsltune.data.synth_images import synth_images
+
+    h = hashlib.sha1((like / "att_splits.mat").read_bytes() + f"{seed}:{DEMO_PARTS_SIZE}:v1".encode()).hexdigest()
+    out = cache_dir() / "synth" / f"parts-{tag}-{h[:12]}"
+    if not (out / "res101.mat").is_file():
+        synth_images(out, kind="parts", like=like, seed=seed, **DEMO_PARTS_SIZE)
+    return out
+
+
 def load_xlsa17_image_stage(
     req: Any, *, image_root: str | Path | None = None, strip_prefix: str | None = None, skip_bad: bool = False
 ) -> AttributeImageStage:
@@ -218,10 +265,8 @@ def load_xlsa17_image_stage(
     from zsltune.data.protocol import build_stage
     from zsltune.data.xlsa17 import load_dataset
 
-    root = Path(req.dataset).expanduser()
-    if not root.is_dir() and req.data_root:
-        root = Path(req.data_root).expanduser() / req.dataset
-    ds = load_dataset(root)
+    root = resolve_parts_images(req.dataset, req.data_root, req.seed)
+    ds = load_dataset(root, name=DEMO_PARTS if req.dataset in ("demo", DEMO_PARTS) else Path(req.dataset).name)
     if ds.image_files is None:
         raise DataError(f"{root / 'res101.mat'}: no image_files; an image stage needs the images' paths")
     st = build_stage(ds, req.stage, seed=req.seed)

@@ -180,6 +180,19 @@ def write_xlsa17_side(out: Path, like: Path, labels: np.ndarray, files: list[str
     _write(out, np.zeros((labels.shape[0], 1), np.float32), labels, [f"images/{f}" for f in files])
 
 
+def read_part_boxes(root: str | Path) -> dict[str, np.ndarray]:
+    """The planted parts of a ``parts`` folder: image path (as in ``images.txt``) -> (n, 5) part index (0-based),
+    x, y, w, h in pixels, one row per part present."""
+    root = Path(root)
+    files = dict(line.split(maxsplit=1) for line in (root / "images.txt").read_text().splitlines() if line.strip())
+    rows: dict[str, list[list[float]]] = {f: [] for f in files.values()}
+    for line in (root / "part_boxes.txt").read_text().splitlines():
+        if line.strip():
+            i, g, *box = line.split()
+            rows[files[i]].append([int(g) - 1, *map(float, box)])
+    return {f: np.asarray(r, np.float32).reshape(-1, 5) for f, r in rows.items()}
+
+
 def synth_images(
     out: str | Path,
     *,

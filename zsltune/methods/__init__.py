@@ -1,6 +1,6 @@
 """Method trainers. Importing this package registers every method; look one up with :func:`get_method`."""
 
-from zsltune.methods import clarel, crnet, deml, linear, tlvsc  # noqa: F401  (importing registers the methods)
+from zsltune.methods import clarel, crnet, deml, linear, sgma, tlvsc  # noqa: F401  (importing registers the methods)
 from zsltune.methods.base import (
     GZSL_KEYS,
     METRIC_FAMILIES,
