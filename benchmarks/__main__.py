@@ -1,0 +1,241 @@
+"""The benchmark suite as one command: every figure zsltune claims, measured side by side on this machine, written as
+JSON and a Markdown table (figures, machine, versions, date, how long it took) with plots.
+
+    python -m benchmarks --quick --out bench-out        # under 10 minutes on 2 cores; rough figures
+    python -m benchmarks --out bench-out                # the full suite (about an hour on 2 cores)
+    python -m benchmarks --only steps replay            # some pieces
+
+Pieces: ``throughput`` (a CRnet sweep vs the hand-written Ray Tune script), ``memory`` (copies of the dataset held by
+N concurrent trials), ``overhead`` (engine overhead per epoch), ``loader`` (the image cache vs decoding), ``steps``
+(one training step of every registered method, CPU and where CUDA exists GPU), ``replay`` (search efficiency of five
+strategies on the recorded CRnet pool, :mod:`benchmarks.replay`), ``live`` (full suite only: TPE + ASHA vs random
+search for real on a small budget, next to what the replay predicts for them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks._bench_util import HERE, REPO, default_data_root, machine
+
+
+@dataclass
+class Piece:
+    name: str
+    claim: str
+    run: Callable[[bool, Path], dict[str, Any]]  # (quick, out dir) -> {"figures": {...}, "text": str, ...}
+    full_only: bool = False
+
+
+@dataclass
+class Report:
+    quick: bool
+    started: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M:%S"))
+    pieces: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+# ---- pieces that are scripts of their own: run them, keep their output, pick out the headline figures -------------
+def script(path: str, quick_args: list[str], full_args: list[str], patterns: dict[str, str]) -> Callable:
+    def run(quick: bool, out: Path) -> dict[str, Any]:
+        cmd = [sys.executable, str(HERE / path), *(quick_args if quick else full_args)]
+        t0 = time.time()
+        p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=_env())
+        text = p.stdout + (p.stderr[-2000:] if p.returncode else "")
+        figures = {}
+        for key, pat in patterns.items():
+            found = re.findall(pat, p.stdout)
+            if found:
+                figures[key] = float(found[-1])
+        return {"rc": p.returncode, "wall_s": time.time() - t0, "text": text.strip(), "figures": figures}
+
+    return run
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    return {**os.environ, "PYTHONPATH": str(REPO), "ZSLTUNE_DATA": default_data_root()}
+
+
+# ---- pieces run in this process -------------------------------------------------------------------------------
+def steps_piece(quick: bool, out: Path) -> dict[str, Any]:
+    from benchmarks.method_steps import measure
+
+    t0 = time.time()
+    rows = measure(steps=3 if quick else 10, data_root=default_data_root())
+    lines = [
+        f"{r['method']:8s} {r['arm']:10s} {r['ms_per_step']:9.1f} ms/step {r['items_per_s']:9.1f} items/s "
+        f"{r['speedup_vs_cpu']:5.2f}x vs CPU"
+        for r in rows
+    ]
+    figures = {f"{r['method']} {r['arm']} ms/step": round(r["ms_per_step"], 2) for r in rows}
+    return {"rc": 0, "wall_s": time.time() - t0, "text": "\n".join(lines), "figures": figures, "rows": rows}
+
+
+def replay_piece(quick: bool, out: Path) -> dict[str, Any]:
+    from benchmarks.record_pool import POOL
+    from benchmarks.replay import Table, compare, plot
+
+    t0 = time.time()
+    table = Table.read(POOL, "crnet")
+    budget = 200
+    eff = compare(table, budget=budget, repeats=10 if quick else 20)
+    png = plot(eff, out / "search_efficiency.png", metric=table.space.metric)
+    s = eff.summary
+    asha = s[s["strategy"] == "tpe+asha"].iloc[0]
+    goal = asha["share_of_budget"] <= 0.25
+    verdict = (
+        f"TPE + ASHA reaches random search's best validation {table.space.metric} at budget {budget} "
+        f"({eff.target:.3f}) with a median {asha['compute_to_target']:.0f} trial-iterations "
+        f"= {100 * asha['share_of_budget']:.0f}% of the budget: the goal (<= 25%) is "
+        + ("met." if goal else "NOT met.")
+    )
+    text = (
+        f"pool: {len(table.configs)} CRnet configurations x {table.horizon} iterations ({POOL.name}); "
+        f"{len(next(iter(eff.curves.values())))} repeats a strategy\n" + s.to_string(index=False) + "\n" + verdict
+    )
+    figures = {f"{r.strategy} best": round(r.best_mean, 4) for r in s.itertuples()}
+    figures |= {f"{r.strategy} share of budget to target": r.share_of_budget for r in s.itertuples()}
+    return {
+        "rc": 0, "wall_s": time.time() - t0, "text": text, "figures": figures, "plots": [png.name],
+        "goal_met": bool(goal), "summary": s.to_dict("records"),
+    }  # fmt: skip
+
+
+def live_piece(quick: bool, out: Path) -> dict[str, Any]:
+    """TPE + ASHA and random search as real zsltune sweeps on the pool's space, data and horizon, next to what the
+    replay predicts for each at the same compute. Both sweeps start from the space's defaults, as a user's do."""
+    import tempfile
+
+    import numpy as np
+    import pandas as pd
+
+    from benchmarks.record_pool import POOL
+    from benchmarks.replay import Table, replay
+    from zsltune.sweep import SweepOptions, run_sweep
+
+    t0 = time.time()
+    table = Table.read(POOL, "crnet")
+    arms = {"random": ("random", "fifo", 6), "tpe+asha": ("tpe", "asha", 14)}
+    lines, figures = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for arm, (sampler, scheduler, n) in arms.items():
+            res = run_sweep(
+                SweepOptions(
+                    space="crnet", dataset="demo", sampler=sampler, scheduler=scheduler, num_samples=n,
+                    max_epochs=table.horizon, storage=tmp, name=arm.replace("+", "-"), quiet=True,
+                )
+            )  # fmt: skip
+            e = pd.read_parquet(res.epochs_path).sort_values("timestamp")
+            compute = len(e)
+            live = float(e[table.space.metric].max())
+            pred = np.array([np.nanmax(replay(table, arm, budget=compute, seed=r)) for r in range(10)])
+            lo, hi = np.percentile(pred, [10, 90])
+            inside = lo - 0.02 <= live <= hi + 0.02
+            lines.append(
+                f"{arm:9s} live: best {table.space.metric} {live:.3f} after {compute} trial-iterations; replay at the "
+                f"same compute: mean {pred.mean():.3f}, 10-90% {lo:.3f}-{hi:.3f} -> "
+                + ("agrees" if inside else "disagrees")
+            )
+            figures[f"{arm} live best"] = round(live, 4)
+            figures[f"{arm} replay mean"] = round(float(pred.mean()), 4)
+    return {"rc": 0, "wall_s": time.time() - t0, "text": "\n".join(lines), "figures": figures}
+
+
+PIECES = [
+    Piece(
+        "throughput", "a CRnet sweep completes >= 10x the trial-epochs per hour of a hand-written Ray Tune script",
+        script("bench_sweep_throughput.py", ["--quick"], [],
+               {"ratio": r"ratio zsltune / hand-written: ([\d.]+)x"}),
+    ),
+    Piece(
+        "memory", "N concurrent trials on one node hold about one copy of the dataset, not N",
+        script("bench_shared_data.py", ["--quick"], ["--n", "1", "2", "4"],
+               {"copies shared (last N)": r"\n  shared\s+\S+ \S+\s+\S+ \S+\s+\S+ \S+\s+\S+ \S+\s+([\d.]+)"}),
+    ),
+    Piece(
+        "overhead", "reporting, checkpointing and Parquet add < 5% to an epoch",
+        script("bench_engine_overhead.py", ["--quick"], [],
+               {"driver overhead %": r"= ([\d.]+)% of the epoch"}),
+    ),
+    Piece(
+        "loader", "images a trial reads per second: the node's decoded cache vs decoding every JPEG",
+        script("bench_image_loader.py", ["--quick"], [], {}),
+    ),
+    Piece("steps", "every method's training step, CPU and (where lent) GPU", steps_piece),
+    Piece("replay", "TPE + ASHA reaches random search's best validation H at <= 25% of its compute", replay_piece),
+    Piece("live", "the replay predicts real sweeps: TPE + ASHA and random search run for real", live_piece,
+          full_only=True),
+]  # fmt: skip
+
+
+def versions() -> dict[str, str]:
+    import optuna
+    import ray
+    import torch
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "ray": ray.__version__,
+            "optuna": optuna.__version__}  # fmt: skip
+
+
+def markdown(rep: Report, total_s: float) -> str:
+    out = [
+        f"# zsltune benchmarks ({'quick' if rep.quick else 'full'})",
+        "",
+        f"{rep.started}; {total_s / 60:.1f} min; {machine()}; " + ", ".join(f"{k} {v}" for k, v in versions().items()),
+        "",
+        "| piece | claim | figures | time |",
+        "|---|---|---|---|",
+    ]
+    claims = {p.name: p.claim for p in PIECES}
+    for name, r in rep.pieces.items():
+        figs = "; ".join(f"{k} {v:g}" for k, v in r.get("figures", {}).items()) or ("failed" if r["rc"] else "-")
+        out.append(f"| {name} | {claims[name]} | {figs} | {r['wall_s']:.0f} s |")
+    for name, r in rep.pieces.items():
+        out += ["", f"## {name}", "", "```", r["text"], "```"]
+        out += [f"![{p}]({p})" for p in r.get("plots", [])]
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="a subset with short runs: under 10 minutes on 2 cores")
+    p.add_argument("--out", default="bench-out", help="folder for results.json, results.md and plots")
+    p.add_argument("--only", nargs="+", choices=[x.name for x in PIECES], help="run only these pieces")
+    a = p.parse_args(argv)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rep = Report(quick=a.quick)
+    t0 = time.time()
+    for piece in PIECES:
+        if (a.only and piece.name not in a.only) or (a.quick and piece.full_only):
+            continue
+        print(f"[{time.time() - t0:6.0f} s] {piece.name} ...", flush=True)
+        try:
+            rep.pieces[piece.name] = piece.run(a.quick, out)
+        except Exception as e:  # one piece failing leaves the others' figures
+            rep.pieces[piece.name] = {"rc": 1, "wall_s": 0.0, "text": f"{type(e).__name__}: {e}", "figures": {}}
+        r = rep.pieces[piece.name]
+        print(f"         {piece.name}: {'ok' if not r['rc'] else 'FAILED'} in {r['wall_s']:.0f} s "
+              f"{r.get('figures', {})}", flush=True)  # fmt: skip
+    total = time.time() - t0
+    doc = {"quick": a.quick, "started": rep.started, "total_s": total, "machine": machine(), "versions": versions(),
+           "pieces": {k: {kk: vv for kk, vv in v.items()} for k, v in rep.pieces.items()}}  # fmt: skip
+    (out / "results.json").write_text(json.dumps(doc, indent=1, default=str))
+    (out / "results.md").write_text(markdown(rep, total))
+    print(f"wrote {out / 'results.md'} and results.json in {total / 60:.1f} min")
+    return 1 if any(r["rc"] for r in rep.pieces.values()) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

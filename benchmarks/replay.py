@@ -1,0 +1,185 @@
+"""Search efficiency on a tabular replay, as tabular HPO benchmarks do it (HPOBench, YAHPO, LCBench): the per-iteration
+validation curves of a fixed pool of configurations are recorded once (:mod:`benchmarks.record_pool`, a real zsltune
+sweep); a strategy is then replayed on the table with simulated compute. Its sampler proposes a configuration from
+the method's search space; the nearest recorded one (numeric parameters scaled to [0, 1], log where the space says
+log; a categorical mismatch counts 1) answers with its curve, one iteration at a time, and the pruner may stop it.
+Compute is counted in trial-iterations; nothing is handed the paper default.
+
+Strategies: random search, TPE, TPE + ASHA (Optuna's successive halving: min resource = the space's grace period,
+reduction factor 3), TPE + median pruning, CMA-ES (categorical parameters sampled independently).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+
+from zsltune.space import SearchSpace, load_space
+
+STRATEGIES = ("random", "tpe", "tpe+asha", "tpe+median", "cmaes")
+
+
+@dataclass(frozen=True)
+class Table:
+    """A recorded pool: ``configs`` (n, params; NaN where a conditional parameter is inactive) and ``curves`` (n, T),
+    the validation metric after each iteration (a curve that ended early holds its last value)."""
+
+    space: SearchSpace
+    configs: pd.DataFrame
+    curves: np.ndarray
+
+    @property
+    def horizon(self) -> int:
+        return int(self.curves.shape[1])
+
+    @classmethod
+    def read(cls, path: str | Path, space: str | SearchSpace) -> Table:
+        """A pool Parquet (one row per config and iteration: ``config_id``, ``iteration``, ``value``, ``config/*``)."""
+        df = pd.read_parquet(path)
+        sp = load_space(space) if isinstance(space, str) else space
+        wide = df.pivot(index="config_id", columns="iteration", values="value").sort_index()
+        curves = wide.ffill(axis=1).to_numpy(np.float64)
+        cols = [c for c in df.columns if c.startswith("config/")]
+        configs = df.drop_duplicates("config_id").set_index("config_id").sort_index()[cols]
+        configs.columns = [c.removeprefix("config/") for c in cols]
+        return cls(sp, configs, np.nan_to_num(curves, nan=0.0))
+
+
+class Nearest:
+    """Maps a proposed configuration onto the nearest recorded one."""
+
+    def __init__(self, table: Table) -> None:
+        self.numeric, self.categorical, cols = [], [], []
+        for p in table.space.params:
+            if p.name not in table.configs:
+                continue
+            if p.type == "categorical":
+                self.categorical.append(p)
+            else:
+                self.numeric.append(p)
+                v = table.configs[p.name].to_numpy(np.float64)
+                cols.append(self._scale(p, v))
+        self.x = np.stack(cols, 1) if cols else np.zeros((len(table.configs), 0))  # (n, numeric)
+        self.cats = table.configs[[p.name for p in self.categorical]].astype(object).to_numpy()  # (n, categorical)
+
+    @staticmethod
+    def _scale(p: Any, v: np.ndarray) -> np.ndarray:
+        lo, hi = float(p.low), float(p.high)
+        if p.log:
+            v, lo, hi = np.log(np.maximum(v, 1e-300)), math.log(lo), math.log(hi)
+        return np.nan_to_num((v - lo) / max(hi - lo, 1e-12), nan=-1.0)  # inactive: far from any active value
+
+    def __call__(self, params: dict[str, Any]) -> int:
+        q = np.array([self._scale(p, np.array([params.get(p.name, np.nan)], np.float64))[0] for p in self.numeric])
+        d = ((self.x - q) ** 2).sum(1) if len(q) else np.zeros(len(self.x))
+        for j, p in enumerate(self.categorical):
+            d = d + (self.cats[:, j] != params.get(p.name)).astype(np.float64)
+        return int(np.argmin(d))
+
+
+def make_study(strategy: str, seed: int, grace: int, horizon: int) -> optuna.Study:
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy {strategy!r}: unknown; valid: {', '.join(STRATEGIES)}")
+    tpe = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=5)
+    sampler: optuna.samplers.BaseSampler = {
+        "random": optuna.samplers.RandomSampler(seed=seed),
+        "cmaes": optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False),
+    }.get(strategy, tpe)
+    pruner: optuna.pruners.BasePruner = optuna.pruners.NopPruner()
+    if strategy == "tpe+asha":
+        pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=grace, reduction_factor=3)
+    elif strategy == "tpe+median":
+        pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=grace)
+    return optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
+
+
+def replay(table: Table, strategy: str, *, budget: int, seed: int, nearest: Nearest | None = None) -> np.ndarray:
+    """Best validation value seen after each unit of compute: (budget,) (NaN before the first report)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    nearest = nearest or Nearest(table)
+    study = make_study(strategy, seed, table.space.grace_period, table.horizon)
+    best = np.full(budget, np.nan)
+    used, incumbent = 0, -np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        while used < budget:
+            trial = study.ask()
+            table.space(trial)  # define-by-run: the space's own distributions and conditions
+            curve = table.curves[nearest(trial.params)]
+            value, pruned = -np.inf, False
+            for t in range(table.horizon):
+                if used >= budget:
+                    break
+                value = max(value, float(curve[t]))
+                incumbent = max(incumbent, float(curve[t]))
+                best[used] = incumbent
+                used += 1
+                trial.report(float(curve[t]), t + 1)
+                if trial.should_prune():
+                    pruned = True
+                    break
+            state = optuna.trial.TrialState.PRUNED if pruned else optuna.trial.TrialState.COMPLETE
+            study.tell(trial, None if pruned else value, state=state)
+    return best
+
+
+@dataclass(frozen=True)
+class Efficiency:
+    """Curves (strategy -> (repeats, budget)) and the summary at the fixed budget."""
+
+    curves: dict[str, np.ndarray]
+    budget: int
+    target: float  # random search's mean best at the budget
+    summary: pd.DataFrame  # strategy, best_mean, best_std, compute_to_target (median), share_of_budget
+
+
+def compare(table: Table, *, budget: int, repeats: int = 10, strategies: tuple[str, ...] = STRATEGIES) -> Efficiency:
+    """Every strategy ``repeats`` times (seeds 0..repeats-1) on the same table at the same budget."""
+    nearest = Nearest(table)
+    curves = {s: np.stack([replay(table, s, budget=budget, seed=r, nearest=nearest) for r in range(repeats)])
+              for s in strategies}  # fmt: skip
+    target = float(np.nanmean(curves["random"][:, -1])) if "random" in curves else float("nan")
+    rows = []
+    for s, c in curves.items():
+        reach = [int(np.argmax(row >= target)) + 1 if (row >= target).any() else np.inf for row in np.nan_to_num(c)]
+        med = float(np.median(reach))
+        rows.append(
+            {
+                "strategy": s,
+                "best_mean": float(np.nanmean(c[:, -1])),
+                "best_std": float(np.nanstd(c[:, -1])),
+                "compute_to_target": med,
+                "share_of_budget": med / budget,
+                "reached": float(np.mean(np.isfinite(reach))),
+            }
+        )
+    return Efficiency(curves, budget, target, pd.DataFrame(rows))
+
+
+def plot(eff: Efficiency, path: str | Path, *, metric: str = "H") -> Path:
+    """Best validation value vs compute (mean and the 25-75% band over repeats), one line a strategy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    x = np.arange(1, eff.budget + 1)
+    for s, c in eff.curves.items():
+        ax.plot(x, np.nanmean(c, 0), label=s)
+        ax.fill_between(x, np.nanpercentile(c, 25, 0), np.nanpercentile(c, 75, 0), alpha=0.15)
+    ax.axhline(eff.target, color="grey", ls=":", lw=1, label="random's best at the budget")
+    ax.set_xlabel("compute (trial-iterations)")
+    ax.set_ylabel(f"best validation {metric}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,87 @@
+"""The benchmark suite's pieces on tiny sizes (nothing timed): the pool recorded by a real sweep, the replay of every
+strategy on it, the per-method step table over the registry, and ``python -m benchmarks`` writing its table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+
+from benchmarks.replay import STRATEGIES, Nearest, Table, compare, replay
+from zsltune.space import load_space
+
+
+def synthetic_pool(n: int = 40, horizon: int = 8, seed: int = 0) -> pd.DataFrame:
+    """CRnet configurations drawn from its space; each curve rises to a quality set by lr and hidden size."""
+    space = load_space("crnet")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    rows = []
+    for i in range(n):
+        trial = study.ask()
+        space(trial)
+        p = trial.params
+        q = 0.5 - 0.1 * abs(np.log10(p["lr"]) + 3.5) + 0.05 * (p["hidden"] == 1024)
+        for t in range(1, horizon + 1):
+            rows.append({"config_id": i, "iteration": t, "value": q * (1 - np.exp(-t / 3)),
+                         **{f"config/{k}": v for k, v in p.items()}})  # fmt: skip
+        study.tell(trial, 0.0)
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("pool") / "pool.parquet"
+    synthetic_pool().to_parquet(out, index=False)
+    return out
+
+
+def test_replay_every_strategy_on_a_table(pool: Path) -> None:
+    table = Table.read(pool, "crnet")
+    assert table.curves.shape == (40, 8) and set(table.configs.columns) >= {"lr", "hidden", "K"}
+    near = Nearest(table)
+    for i in (0, 7, 21):  # a recorded configuration maps onto itself
+        params = {k: v for k, v in table.configs.iloc[i].items() if not (isinstance(v, float) and np.isnan(v))}
+        assert near(params) == i
+    curve = replay(table, "tpe+asha", budget=60, seed=0)
+    assert curve.shape == (60,) and np.all(np.diff(curve) >= 0)  # best so far never falls
+    assert curve[-1] <= table.curves.max() + 1e-12
+    eff = compare(table, budget=60, repeats=2)
+    assert list(eff.summary["strategy"]) == list(STRATEGIES)
+    rand = eff.summary.set_index("strategy").loc["random"]
+    assert rand["best_mean"] == pytest.approx(eff.target)
+    assert (eff.summary["share_of_budget"] > 0).all()
+
+
+def test_pool_recorded_by_a_real_sweep(tiny_dataset_dir: Path, tmp_path: Path) -> None:
+    from benchmarks.record_pool import record
+
+    out = record(space="linear", dataset=str(tiny_dataset_dir), num_samples=3, max_epochs=2, out=tmp_path / "p.pq")
+    table = Table.read(out, "linear")
+    assert table.curves.shape == (3, 2) and np.isfinite(table.curves).all()
+    assert replay(table, "random", budget=5, seed=0).shape == (5,)
+
+
+def test_method_steps_cover_the_registry(tiny_dataset_dir: Path) -> None:
+    from benchmarks.method_steps import measure
+
+    rows = measure(["linear", "crnet"], steps=1, warmup=0, dataset=str(tiny_dataset_dir))
+    assert {(r["method"], r["arm"]) for r in rows} >= {("linear", "cpu fp32"), ("crnet", "cpu fp32")}
+    assert all(r["ms_per_step"] > 0 and r["speedup_vs_cpu"] > 0 for r in rows)
+
+
+def test_suite_writes_its_table_json_and_plot(pool: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import benchmarks.__main__ as suite
+    import benchmarks.record_pool
+
+    monkeypatch.setattr(benchmarks.record_pool, "POOL", pool)
+    rc = suite.main(["--only", "replay", "--quick", "--out", str(tmp_path)])
+    assert rc == 0
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert doc["pieces"]["replay"]["rc"] == 0 and "tpe+asha best" in doc["pieces"]["replay"]["figures"]
+    md = (tmp_path / "results.md").read_text()
+    assert "| replay |" in md and ("is met." in md or "is NOT met." in md)
+    assert (tmp_path / "search_efficiency.png").stat().st_size > 1000
