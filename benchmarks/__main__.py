@@ -6,10 +6,11 @@ JSON and a Markdown table (figures, machine, versions, date, how long it took) w
     python -m benchmarks --only steps replay            # some pieces
 
 Pieces: ``throughput`` (a CRnet sweep vs the hand-written Ray Tune script), ``memory`` (copies of the dataset held by
-N concurrent trials), ``overhead`` (engine overhead per epoch), ``loader`` (the image cache vs decoding), ``steps``
-(one training step of every registered method, CPU and where CUDA exists GPU), ``replay`` (search efficiency of five
-strategies on the recorded CRnet pool, :mod:`benchmarks.replay`), ``live`` (full suite only: TPE + ASHA vs random
-search for real on a small budget, next to what the replay predicts for them).
+N concurrent trials), ``image-memory`` (copies of the decoded images held by N image trials), ``overhead`` (engine
+overhead per epoch), ``loader`` (the image cache vs decoding), ``steps`` (one training step of every registered
+method, CPU and where CUDA exists GPU), ``replay`` (search efficiency of five strategies on the recorded CRnet pool,
+:mod:`benchmarks.replay`), ``live`` (full suite only: TPE + ASHA vs random search for real on a small budget, next
+to what the replay predicts for them).
 """
 
 from __future__ import annotations
@@ -167,6 +168,12 @@ PIECES = [
         "overhead", "reporting, checkpointing and Parquet add < 5% to an epoch",
         script("bench_engine_overhead.py", ["--quick"], [],
                {"driver overhead %": r"= ([\d.]+)% of the epoch"}),
+    ),
+    Piece(
+        "image-memory", "N image trials on one node hold one decoded copy of the images (the node's cache), not N",
+        script("bench_image_memory.py", ["--n", "2", "4"], ["--n", "1", "2", "4"],
+               {"copies, cache, last N": r"cache copies of the images held: ([\d.]+)",
+                "copies, private, last N": r"copy  copies of the images held: ([\d.]+)"}),
     ),
     Piece(
         "loader", "images a trial reads per second: the node's decoded cache vs decoding every JPEG",

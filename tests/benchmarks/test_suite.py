@@ -85,3 +85,14 @@ def test_suite_writes_its_table_json_and_plot(pool: Path, tmp_path: Path, monkey
     md = (tmp_path / "results.md").read_text()
     assert "| replay |" in md and ("is met." in md or "is NOT met." in md)
     assert (tmp_path / "search_efficiency.png").stat().st_size > 1000
+
+
+def test_image_trials_share_one_decoded_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two processes on the node's cache hold about one copy of the decoded images; private copies hold two."""
+    from benchmarks.bench_image_memory import measure
+    from zsltune.data.synth_images import synth_images
+
+    monkeypatch.setenv("ZSLTUNE_CACHE", str(tmp_path / "cache"))
+    folder = synth_images(tmp_path / "IMG", classes=10, per_class=40, size=64, seed=0)
+    rows = {r["mode"]: r["copies"] for r in measure(str(folder), (2,))}
+    assert rows["cache"] < 1.5 < rows["copy"], rows
