@@ -96,3 +96,12 @@ def test_image_trials_share_one_decoded_copy(tmp_path: Path, monkeypatch: pytest
     folder = synth_images(tmp_path / "IMG", classes=10, per_class=40, size=64, seed=0)
     rows = {r["mode"]: r["copies"] for r in measure(str(folder), (2,))}
     assert rows["cache"] < 1.5 < rows["copy"], rows
+
+
+def test_gpu_packing_runs_trainers_side_by_side(tiny_dataset_dir: Path) -> None:
+    """The packing emulation (trainer-level, for the lent GPU machine) runs N trainers in N processes; on CPU it only
+    has to work: every process trains and reports its iterations, none is out of memory."""
+    from benchmarks.gpu_packing import pack
+
+    r = pack("linear", str(tiny_dataset_dir), 2, 1.0, 5)
+    assert r["n"] == 2 and r["iterations_per_hour"] > 0 and r["oom"] == 0
