@@ -90,7 +90,7 @@ def replay_piece(quick: bool, out: Path) -> dict[str, Any]:
     t0 = time.time()
     table = Table.read(POOL, "crnet")
     budget = 200
-    eff = compare(table, budget=budget, repeats=10 if quick else 20)
+    eff = compare(table, budget=budget, repeats=20 if quick else 50)
     png = plot(eff, out / "search_efficiency.png", metric=table.space.metric)
     s = eff.summary
     asha = s[s["strategy"] == "tpe+asha"].iloc[0]
@@ -156,7 +156,7 @@ def live_piece(quick: bool, out: Path) -> dict[str, Any]:
 PIECES = [
     Piece(
         "throughput", "a CRnet sweep completes >= 10x the trial-epochs per hour of a hand-written Ray Tune script",
-        script("bench_sweep_throughput.py", ["--quick"], [],
+        script("bench_sweep_throughput.py", ["--budget", "60", "--batch-size", "256", "--eval-images", "128"], [],
                {"ratio": r"ratio zsltune / hand-written: ([\d.]+)x"}),
     ),
     Piece(

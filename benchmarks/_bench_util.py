@@ -116,6 +116,8 @@ def fixed_size_space(
     spec = yaml.safe_load((REPO / "search_spaces" / f"{method}.yaml").read_text())
     for name in fixed:
         spec["parameters"].pop(name, None)
+        for profile in spec.get("profiles", {}).values():  # a profile may only name the space's parameters
+            profile.pop(name, None)
     out = Path(out_dir) / f"{method}-fixed-size.yaml"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(yaml.safe_dump(spec, sort_keys=False))

@@ -6,7 +6,8 @@ log; a categorical mismatch counts 1) answers with its curve, one iteration at a
 Compute is counted in trial-iterations; nothing is handed the paper default.
 
 Strategies: random search, TPE, TPE + ASHA (Optuna's successive halving: min resource = the space's grace period,
-reduction factor 3), TPE + median pruning, CMA-ES (categorical parameters sampled independently).
+reduction factor 3), TPE + median pruning, CMA-ES (categorical parameters sampled independently), and random search
++ ASHA (which of the two parts of TPE + ASHA earns what it earns).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import pandas as pd
 
 from zsltune.space import SearchSpace, load_space
 
-STRATEGIES = ("random", "tpe", "tpe+asha", "tpe+median", "cmaes")
+STRATEGIES = ("random", "tpe", "tpe+asha", "tpe+median", "cmaes", "random+asha")
 
 
 @dataclass(frozen=True)
@@ -92,8 +93,10 @@ def make_study(strategy: str, seed: int, grace: int, horizon: int) -> optuna.Stu
         "random": optuna.samplers.RandomSampler(seed=seed),
         "cmaes": optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False),
     }.get(strategy, tpe)
+    if strategy == "random+asha":
+        sampler = optuna.samplers.RandomSampler(seed=seed)
     pruner: optuna.pruners.BasePruner = optuna.pruners.NopPruner()
-    if strategy == "tpe+asha":
+    if strategy.endswith("+asha"):
         pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=grace, reduction_factor=3)
     elif strategy == "tpe+median":
         pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=grace)

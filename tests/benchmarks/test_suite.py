@@ -105,3 +105,12 @@ def test_gpu_packing_runs_trainers_side_by_side(tiny_dataset_dir: Path) -> None:
 
     r = pack("linear", str(tiny_dataset_dir), 2, 1.0, 5)
     assert r["n"] == 2 and r["iterations_per_hour"] > 0 and r["oom"] == 0
+
+
+def test_fixed_size_space_is_a_valid_space(tmp_path: Path) -> None:
+    """The sweep benchmarks' CRnet space without its size parameters loads (its profiles lose them too)."""
+    from benchmarks._bench_util import fixed_size_space
+
+    space = load_space(str(fixed_size_space(tmp_path)))
+    assert not {"K", "hidden", "batch_size"} & {p.name for p in space.params}
+    assert all("hidden" not in v for v in space.profiles.values())
