@@ -43,7 +43,11 @@ class Table:
     @classmethod
     def read(cls, path: str | Path, space: str | SearchSpace) -> Table:
         """A pool Parquet (one row per config and iteration: ``config_id``, ``iteration``, ``value``, ``config/*``)."""
-        df = pd.read_parquet(path)
+        return cls.read_frame(pd.read_parquet(path), space)
+
+    @classmethod
+    def read_frame(cls, df: pd.DataFrame, space: str | SearchSpace) -> Table:
+        """A pool table already in memory (:func:`benchmarks.record_pool.pool_from_sweep`)."""
         sp = load_space(space) if isinstance(space, str) else space
         wide = df.pivot(index="config_id", columns="iteration", values="value").sort_index()
         curves = wide.ffill(axis=1).to_numpy(np.float64)

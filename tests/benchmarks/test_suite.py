@@ -56,15 +56,6 @@ def test_replay_every_strategy_on_a_table(pool: Path) -> None:
     assert (eff.summary["share_of_budget"] > 0).all()
 
 
-def test_pool_recorded_by_a_real_sweep(tiny_dataset_dir: Path, tmp_path: Path) -> None:
-    from benchmarks.record_pool import record
-
-    out = record(space="linear", dataset=str(tiny_dataset_dir), num_samples=3, max_epochs=2, out=tmp_path / "p.pq")
-    table = Table.read(out, "linear")
-    assert table.curves.shape == (3, 2) and np.isfinite(table.curves).all()
-    assert replay(table, "random", budget=5, seed=0).shape == (5,)
-
-
 def test_method_steps_cover_the_registry(tiny_dataset_dir: Path) -> None:
     from benchmarks.method_steps import measure
 

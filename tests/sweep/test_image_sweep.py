@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -35,6 +36,13 @@ def test_sgma_sweep_parquet_tensorboard_and_rerun(tmp_path: Path) -> None:
     assert len(epochs) == 4 and epochs[["H_cal", "zsl_top1", "gamma"]].notna().all().all()
     for tid in trials["trial_id"]:
         assert list((res.sweep_dir / f"trial_{tid}").glob("events.out.tfevents*")), "no TensorBoard events"
+
+    # the same sweep as a replay pool (benchmarks/record_pool.py records one this way): curves per configuration
+    from benchmarks.record_pool import pool_from_sweep
+    from benchmarks.replay import Table
+
+    table = Table.read_frame(pool_from_sweep(res.sweep_dir, "H_cal"), "sgma")
+    assert table.curves.shape == (2, 2) and np.allclose(np.sort(table.curves.max(1)), np.sort(trials["best/H_cal"]))
 
     out = rerun(res.sweep_dir, top=1, seeds=1, quiet=True)
     f = out.frame
