@@ -149,3 +149,26 @@ class LoadMonitor:
     @property
     def mean(self) -> float:
         return sum(self.values) / len(self.values) if self.values else float("nan")
+
+
+def interleaved_step_times(trainers: dict, *, steps: int, warmup: int) -> dict:
+    """Seconds of ``train_steps(1)`` per trainer, the trainers' steps interleaved (one of each, then again) so load
+    from other processes falls on all of them alike; CUDA is synchronised around each step; the first ``warmup``
+    rounds are dropped. Returns {key: [seconds] x steps}."""
+    import time
+
+    import torch
+
+    times: dict = {k: [] for k in trainers}
+    for s in range(warmup + steps):
+        for key, t in trainers.items():
+            cuda = t.device.type == "cuda"
+            if cuda:
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            t.train_steps(1)
+            if cuda:
+                torch.cuda.synchronize()
+            if s >= warmup:
+                times[key].append(time.perf_counter() - t0)
+    return times

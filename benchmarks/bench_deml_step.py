@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from typing import Any
 
 import torch
 
+from benchmarks._bench_util import interleaved_step_times
 from zsltune.data.sources import StageRequest, get_source
 from zsltune.methods import get_method
 
@@ -52,18 +52,7 @@ def main(argv: list[str] | None = None) -> None:
         if cl:
             t.model.to(memory_format=torch.channels_last)
         trainers[name] = t
-    times: dict[str, list[float]] = {k: [] for k in trainers}
-    for s in range(a.warmup + a.steps):
-        for name, t in trainers.items():
-            cuda = t.device.type == "cuda"
-            if cuda:
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            t.train_steps(1)
-            if cuda:
-                torch.cuda.synchronize()
-            if s >= a.warmup:
-                times[name].append(time.perf_counter() - t0)
+    times = interleaved_step_times(trainers, steps=a.steps, warmup=a.warmup)
     batch = int(next(iter(trainers.values())).config["batch_classes"]) * int(
         next(iter(trainers.values())).config["per_class"]
     )

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from typing import Any
 
 import torch
 
-from benchmarks._bench_util import default_data_root
+from benchmarks._bench_util import default_data_root, interleaved_step_times
 from zsltune.data.sources import StageRequest, get_source
 from zsltune.methods import get_method
 
@@ -57,18 +56,7 @@ def main(argv: list[str] | None = None) -> None:
             configs[f"cuda fp32 {arm}"] = (cfg, "cuda")
             configs[f"cuda bf16 {arm}"] = ({**cfg, "amp": True}, "cuda")
     trainers = {name: cls(cfg, data, device=dev, seed=0, iteration_steps=1) for name, (cfg, dev) in configs.items()}
-    times: dict[str, list[float]] = {k: [] for k in trainers}
-    for s in range(a.warmup + a.steps):
-        for name, t in trainers.items():
-            cuda = t.device.type == "cuda"
-            if cuda:
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            t.train_steps(1)
-            if cuda:
-                torch.cuda.synchronize()
-            if s >= a.warmup:
-                times[name].append(time.perf_counter() - t0)
+    times = interleaved_step_times(trainers, steps=a.steps, warmup=a.warmup)
     batch = int(next(iter(trainers.values())).config["batch_size"])
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA device"
     print(

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from typing import Any
 
 import torch
 
-from benchmarks._bench_util import default_data_root
+from benchmarks._bench_util import default_data_root, interleaved_step_times
 from zsltune.data.sources import StageRequest
 from zsltune.methods import get_method, list_methods
 
@@ -53,18 +52,7 @@ def measure(
         for label, dev, amp in devices():
             cfg = {**STEADY.get(name, {}), **(overrides or {}).get(name, {}), "amp": amp}
             trainers[(name, label)] = cls(cfg, data, device=dev, seed=0, iteration_steps=1)
-    times: dict[tuple[str, str], list[float]] = {k: [] for k in trainers}
-    for s in range(warmup + steps):
-        for key, t in trainers.items():
-            cuda = t.device.type == "cuda"
-            if cuda:
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            t.train_steps(1)
-            if cuda:
-                torch.cuda.synchronize()
-            if s >= warmup:
-                times[key].append(time.perf_counter() - t0)
+    times = interleaved_step_times(trainers, steps=steps, warmup=warmup)
     rows = []
     for (name, label), ts in times.items():
         med = statistics.median(ts)
