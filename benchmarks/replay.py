@@ -107,11 +107,19 @@ def make_study(strategy: str, seed: int, grace: int, horizon: int) -> optuna.Stu
     return optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
 
 
-def replay(table: Table, strategy: str, *, budget: int, seed: int, nearest: Nearest | None = None) -> np.ndarray:
-    """Best validation value seen after each unit of compute: (budget,) (NaN before the first report)."""
+def replay(
+    table: Table, strategy: str, *, budget: int, seed: int, nearest: Nearest | None = None,
+    first: dict[str, Any] | None = None,
+) -> np.ndarray:  # fmt: skip
+    """Best validation value seen after each unit of compute: (budget,) (NaN before the first report).
+
+    ``first``: a configuration to try first (a zsltune sweep enqueues the space's defaults so; the efficiency
+    comparison hands it to no strategy, the live check to both sides, as the real sweeps do)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     nearest = nearest or Nearest(table)
     study = make_study(strategy, seed, table.space.grace_period, table.horizon)
+    if first:
+        study.enqueue_trial(first)
     best = np.full(budget, np.nan)
     used, incumbent = 0, -np.inf
     with warnings.catch_warnings():

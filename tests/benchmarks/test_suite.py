@@ -49,6 +49,10 @@ def test_replay_every_strategy_on_a_table(pool: Path) -> None:
     curve = replay(table, "tpe+asha", budget=60, seed=0)
     assert curve.shape == (60,) and np.all(np.diff(curve) >= 0)  # best so far never falls
     assert curve[-1] <= table.curves.max() + 1e-12
+    best = int(np.argmax(table.curves.max(1)))
+    first = {k: v for k, v in table.configs.iloc[best].items() if not (isinstance(v, float) and np.isnan(v))}
+    handed = replay(table, "random", budget=table.horizon, seed=0, first=first)  # a sweep's enqueued defaults
+    assert handed[-1] == pytest.approx(table.curves[best].max())
     eff = compare(table, budget=60, repeats=2)
     assert list(eff.summary["strategy"]) == list(STRATEGIES)
     rand = eff.summary.set_index("strategy").loc["random"]
