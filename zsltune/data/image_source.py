@@ -224,13 +224,14 @@ def resolve_parts_images(name: str, data_root: str | None, seed: int) -> Path:
     """
     from zsltune.data import default_data_root, resolve_dataset
 
+    root = Path(data_root).expanduser() if data_root else default_data_root()
     if name in ("demo", DEMO_PARTS):
-        awa2 = (Path(data_root).expanduser() if data_root else default_data_root()) / "AWA2"
+        awa2 = root / "AWA2"
         like = awa2 if (awa2 / "att_splits.mat").is_file() else resolve_dataset("demo", seed=seed)
         return _synth_parts(like, seed, f"{DEMO_PARTS}-{like.name}")
     p = Path(name).expanduser()
     if not p.is_dir():
-        p = (Path(data_root).expanduser() if data_root else default_data_root()) / name
+        p = root / name
     if not (p / "att_splits.mat").is_file():
         raise DataError(
             f"--dataset {name}: no xlsa17 folder (att_splits.mat) at {p}; pass a dataset under --data-root, a folder, "
@@ -245,12 +246,10 @@ def resolve_parts_images(name: str, data_root: str | None, seed: int) -> Path:
 
 
 def _synth_parts(like: Path, seed: int, tag: str) -> Path:
-    import hashlib
-
+    from zsltune.data.synth import class_side_key
     from zsltune.data.synth_images import synth_images
 
-    h = hashlib.sha1((like / "att_splits.mat").read_bytes() + f"{seed}:{DEMO_PARTS_SIZE}:v1".encode()).hexdigest()
-    out = cache_dir() / "synth" / f"parts-{tag}-{h[:12]}"
+    out = cache_dir() / "synth" / f"parts-{tag}-{class_side_key(like, f'{seed}:{DEMO_PARTS_SIZE}:v1')}"
     if not (out / "res101.mat").is_file():
         synth_images(out, kind="parts", like=like, seed=seed, **DEMO_PARTS_SIZE)
     return out

@@ -260,6 +260,18 @@ def synth_fresh(
     return out
 
 
+def class_side_key(like: Path, salt: str) -> str:
+    """12 hex digits of a cache entry made from the class side in ``like`` and the generator's arguments (``salt``):
+    att_splits.mat and the files an entry copies (sent_splits.mat, the class lists), so a changed split is a new
+    entry."""
+    h = hashlib.sha1((like / "att_splits.mat").read_bytes())
+    for f in ("sent_splits.mat", *CLASS_LISTS):
+        if (like / f).is_file():
+            h.update(f.encode() + (like / f).read_bytes())
+    h.update(salt.encode())
+    return h.hexdigest()[:12]
+
+
 def cached_synth_like(like: str | Path, *, seed: int = 0, difficulty: float = 1.0, captions: bool = False) -> Path:
     """``synth_like`` into the cache, keyed by the class side's bytes and the generator's arguments.
 
@@ -267,12 +279,7 @@ def cached_synth_like(like: str | Path, *, seed: int = 0, difficulty: float = 1.
     bit-identically, with them).
     """
     like = Path(like).expanduser()
-    h = hashlib.sha1((like / "att_splits.mat").read_bytes())
-    for f in ("sent_splits.mat", *CLASS_LISTS):  # copied into the cache entry, so part of its key
-        if (like / f).is_file():
-            h.update(f.encode() + (like / f).read_bytes())
-    h.update(f"{seed}:{difficulty}:v4".encode())
-    out = cache_dir() / "synth" / f"{like.name}-{h.hexdigest()[:12]}"
+    out = cache_dir() / "synth" / f"{like.name}-{class_side_key(like, f'{seed}:{difficulty}:v4')}"
     if not (out / "res101.mat").is_file() or (captions and not (out / "text_c10").is_dir()):
         synth_like(like, out, seed=seed, difficulty=difficulty, captions=captions)
     return out
