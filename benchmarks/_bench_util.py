@@ -151,24 +151,41 @@ class LoadMonitor:
         return sum(self.values) / len(self.values) if self.values else float("nan")
 
 
-def interleaved_step_times(trainers: dict, *, steps: int, warmup: int) -> dict:
-    """Seconds of ``train_steps(1)`` per trainer, the trainers' steps interleaved (one of each, then again) so load
-    from other processes falls on all of them alike; CUDA is synchronised around each step; the first ``warmup``
-    rounds are dropped. Returns {key: [seconds] x steps}."""
+def time_step(trainer: object) -> float:
+    """Seconds of one ``train_steps(1)``, CUDA synchronised around it."""
     import time
 
     import torch
 
+    cuda = trainer.device.type == "cuda"  # type: ignore[attr-defined]
+    if cuda:
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    trainer.train_steps(1)  # type: ignore[attr-defined]
+    if cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def interleaved_step_times(trainers: dict, *, steps: int, warmup: int) -> dict:
+    """Seconds of :func:`time_step` per trainer, the trainers' steps interleaved (one of each, then again) so load
+    from other processes falls on all of them alike; the first ``warmup`` rounds are dropped. Returns
+    {key: [seconds] x steps}."""
     times: dict = {k: [] for k in trainers}
     for s in range(warmup + steps):
         for key, t in trainers.items():
-            cuda = t.device.type == "cuda"
-            if cuda:
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            t.train_steps(1)
-            if cuda:
-                torch.cuda.synchronize()
+            dt = time_step(t)
             if s >= warmup:
-                times[key].append(time.perf_counter() - t0)
+                times[key].append(dt)
     return times
+
+
+def print_step_table(times: dict, batch: int, *, width: int = 28, unit: str = "images") -> None:
+    """One line per arm: median ms/step, ``unit``/s at ``batch`` a step, and the ratio to the first arm."""
+    import statistics
+
+    base = None
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        base = base or med
+        print(f"  {name:{width}s} {med * 1e3:8.1f} ms/step  {batch / med:8.1f} {unit}/s  {base / med:5.2f}x vs first")

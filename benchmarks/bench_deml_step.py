@@ -12,12 +12,11 @@ space's defaults otherwise (``small`` backbone, d 128, batches of 16 classes x 2
 from __future__ import annotations
 
 import argparse
-import statistics
 from typing import Any
 
 import torch
 
-from benchmarks._bench_util import interleaved_step_times
+from benchmarks._bench_util import interleaved_step_times, print_step_table
 from zsltune.data.sources import StageRequest, get_source
 from zsltune.methods import get_method
 
@@ -61,11 +60,7 @@ def main(argv: list[str] | None = None) -> None:
         f"DeML training step on {data.dataset} ({data.resolution}px cache, batch {batch}); {a.steps} steps, median "
         f"after {a.warmup}; CPU threads={torch.get_num_threads()}, {gpu}"
     )
-    base = None
-    for name, ts in times.items():
-        med = statistics.median(ts)
-        base = base or med
-        print(f"  {name:32s} {med * 1e3:8.1f} ms/step  {batch / med:8.1f} images/s  {base / med:5.2f}x vs first")
+    print_step_table(times, batch, width=32)
 
 
 if __name__ == "__main__":

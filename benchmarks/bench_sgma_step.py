@@ -12,12 +12,11 @@ stage's 27 training classes; the space's defaults otherwise (``small`` backbone,
 from __future__ import annotations
 
 import argparse
-import statistics
 from typing import Any
 
 import torch
 
-from benchmarks._bench_util import default_data_root, interleaved_step_times
+from benchmarks._bench_util import default_data_root, interleaved_step_times, print_step_table
 from zsltune.data.sources import StageRequest, get_source
 from zsltune.methods import get_method
 
@@ -63,11 +62,7 @@ def main(argv: list[str] | None = None) -> None:
         f"SGMA training step on {data.dataset} ({data.resolution}px, batch {batch}); {a.steps} steps, median after "
         f"{a.warmup}; CPU threads={torch.get_num_threads()}, {gpu}"
     )
-    base = None
-    for name, ts in times.items():
-        med = statistics.median(ts)
-        base = base or med
-        print(f"  {name:28s} {med * 1e3:8.1f} ms/step  {batch / med:8.1f} images/s  {base / med:5.2f}x vs first")
+    print_step_table(times, batch, width=28)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmarks._bench_util import time_step
 from zsltune.data.protocol import StageData
 from zsltune.methods.tlvsc import TLVSC
 
@@ -86,16 +87,6 @@ def main(argv: list[str] | None = None) -> None:
             tr.model.I_hidden = torch.compile(tr.model.I_hidden)
         trainers[name] = tr
 
-    def one(tr: TLVSC) -> float:
-        cuda = tr.device.type == "cuda"
-        if cuda:
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        tr.train_steps(1)
-        if cuda:
-            torch.cuda.synchronize()
-        return time.perf_counter() - t0
-
     times: dict[str, list[float]] = {k: [] for k in trainers}
     failed: dict[str, str] = {}
     for i in range(a.warmup + a.steps):  # interleaved: each configuration once per round
@@ -103,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
             if name in failed:
                 continue
             try:
-                dt = one(tr)
+                dt = time_step(tr)
             except Exception as exc:  # e.g. torch.compile unsupported here: report, keep the others
                 failed[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
                 continue
