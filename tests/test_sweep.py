@@ -194,6 +194,8 @@ def test_multi_objective_keeps_a_pareto_front(local_ray, tiny_dataset_dir: Path,
         ({"overrides": {"nope": 1}}, ConfigError, "--set nope: not a hyperparameter of linear"),
         ({"sampler": "cmaes", "metric": "U,S"}, ConfigError, "--sampler cmaes optimises one metric"),
         ({"resume": True, "name": "never-ran"}, ConfigError, "holds no sweep to resume"),
+        ({"defaults_first": False, "profile": "paper"}, ConfigError, "--profile paper and --no-defaults-first"),
+        ({"defaults_first": False, "grid": ["lr=0.01,0.1"]}, ConfigError, "--no-defaults-first applies to a search"),
     ],
 )
 def test_bad_options_fail_before_ray_starts(tiny_dataset_dir: Path, tmp_path: Path, change, error, needle) -> None:
@@ -253,6 +255,21 @@ def test_crnet_sweep_runs_paper_defaults_first(local_ray, tiny_dataset_dir: Path
     trials = pd.read_parquet(res.trials_path)
     assert len(trials) == 2 and set(trials["status"]) == {"completed"}
     assert (trials["config/lr"] == 5e-4).sum() >= 1 and (trials["config/hidden"] == 32).all()
+
+
+def test_no_defaults_first_draws_every_trial_from_the_sampler(
+    local_ray, tiny_dataset_dir: Path, tmp_path: Path
+) -> None:
+    """``--no-defaults-first`` (for comparing samplers on equal terms): no trial is the space's defaults."""
+    res = run_sweep(
+        opts(
+            tiny_dataset_dir, tmp_path, name="nodef", space="crnet", sampler="random", scheduler="fifo",
+            num_samples=2, max_epochs=1, overrides={"hidden": 32}, defaults_first=False,
+        )
+    )  # fmt: skip
+    trials = pd.read_parquet(res.trials_path)
+    assert len(trials) == 2 and set(trials["status"]) == {"completed"}
+    assert not (trials["config/lr"] == load_space("crnet").defaults("TINY")["lr"]).any()  # lr is log-uniform
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "cmaes", "gp", "random", "qmc", "nsga2"])

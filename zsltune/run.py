@@ -76,6 +76,13 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
         help="first trial from a named profile of the space instead of its defaults (e.g. 'paper': the published "
         "configuration, with the budget it assumes stated in the YAML)",
     )
+    g.add_argument(
+        "--no-defaults-first",
+        dest="defaults_first",
+        action="store_false",
+        help="draw every trial from the sampler; by default the space's defaults (or --profile) run first. For "
+        "comparing samplers on equal terms",
+    )
     g.add_argument("--metric", help="metric to optimise (default: the space's); 'U,S' for a Pareto front")
     g.add_argument(
         "--set",
@@ -158,6 +165,7 @@ def _run(args: argparse.Namespace) -> int:
         grace_period=args.grace_period,
         iteration_steps=args.iteration_steps,
         profile=args.profile,
+        defaults_first=args.defaults_first,
         data_seed=args.data_seed,
         cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial,

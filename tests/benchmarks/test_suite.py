@@ -39,6 +39,21 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def test_pools_merge_without_repeating_a_configuration() -> None:
+    from benchmarks.record_pool import merge_pools
+
+    old, new = synthetic_pool(n=6, horizon=3), synthetic_pool(n=4, horizon=3, seed=1)
+    again = old[old["config_id"] == 2].assign(config_id=9)  # a configuration the old pool has (a sweep's defaults)
+    merged = merge_pools(old, pd.concat([new, again], ignore_index=True))
+    assert sorted(merged["config_id"].unique()) == list(range(10))  # 6 old + 4 new, numbered on; the repeat left out
+    assert merged.groupby("config_id").size().eq(3).all()
+    pd.testing.assert_frame_equal(merged[merged["config_id"] < 6], old)
+    table = Table.read_frame(merged, "crnet")
+    assert table.curves.shape == (10, 3)
+    with pytest.raises(ValueError, match="pools of different spaces"):
+        merge_pools(old, new.drop(columns="config/lr"))
+
+
 def test_replay_every_strategy_on_a_table(pool: Path) -> None:
     table = Table.read(pool, "crnet")
     assert table.curves.shape == (40, 8) and set(table.configs.columns) >= {"lr", "hidden", "K"}
@@ -61,11 +76,16 @@ def test_replay_every_strategy_on_a_table(pool: Path) -> None:
 
 
 def test_method_steps_cover_the_registry(tiny_dataset_dir: Path) -> None:
-    from benchmarks.method_steps import measure
+    from benchmarks.method_steps import COMPILE, measure
+    from zsltune.methods import list_methods
 
     rows = measure(["linear", "crnet"], steps=1, warmup=0, dataset=str(tiny_dataset_dir))
     assert {(r["method"], r["arm"]) for r in rows} >= {("linear", "cpu fp32"), ("crnet", "cpu fp32")}
     assert all(r["ms_per_step"] > 0 and r["speedup_vs_cpu"] > 0 for r in rows)
+    assert set(COMPILE) <= set(list_methods())  # every compile target names a registered method
+    rows = measure(["linear"], steps=1, warmup=0, dataset=str(tiny_dataset_dir), compiled=True)
+    comp = next(r for r in rows if r["arm"] == "cpu compiled")
+    assert comp["compile_s"] > 0 and comp["ms_per_step"] > 0
 
 
 def test_suite_writes_its_table_json_and_plot(pool: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -35,6 +35,7 @@ class SweepOptions:
     scheduler: str = "asha"
     metric: str | None = None  # "H", or "U,S" for a multi-objective study
     profile: str | None = None  # first trial from the space's named profile (e.g. "paper") instead of its defaults
+    defaults_first: bool = True  # False: every trial from the sampler (no defaults or profile enqueued first)
     max_epochs: int | None = None  # iterations per trial
     grace_period: int | None = None
     iteration_steps: int | None = None  # steps per iteration; 0: an epoch; None: the space's
@@ -107,6 +108,14 @@ def _check_options(o: SweepOptions, space: SearchSpace, trainer_cls: type[Traine
         if both:
             raise ConfigError(f"--grid {both[0]} and --set {both[0]}: a parameter is either varied or fixed, not both")
         grid_levels(o.grid, method=space.method, hparams=hps, space=space)
+    if not o.defaults_first and o.profile:
+        raise ConfigError(
+            f"--profile {o.profile} and --no-defaults-first: the profile is the first trial; drop one of them"
+        )
+    if not o.defaults_first and o.is_grid:
+        raise ConfigError(
+            "--no-defaults-first applies to a search; a --grid fixes every other parameter at its default"
+        )
     if o.stage == "test":
         raise ConfigError(
             "--stage test: a search never runs on the test stage (that would tune on test); search on val, then "

@@ -132,13 +132,15 @@ def make_searcher(
     o: Any, space: SearchSpace, metrics: list[str], *, sweep_dir: Path, defaults: dict[str, Any]
 ) -> tuple[Any, dict[str, Any]]:
     """The searcher of a new sweep and its Tune ``param_space``: Optuna (journal in the sweep folder, the paper's
-    defaults enqueued first) or, for PBT, which mutates running trials' configs, Tune's own variant generator."""
+    defaults enqueued first unless ``o.defaults_first`` is off) or, for PBT, which mutates running trials' configs,
+    Tune's own variant generator."""
     if o.scheduler == "pbt":  # PBT: no model-based searcher
         from ray.tune.search import BasicVariantGenerator
 
         param_space = {p.name: tune_domain(p) for p in space.params if not p.condition}
         first = {k: v for k, v in defaults.items() if k in param_space}
-        return BasicVariantGenerator(points_to_evaluate=[first], random_state=o.seed), param_space
+        points = [first] if o.defaults_first else None
+        return BasicVariantGenerator(points_to_evaluate=points, random_state=o.seed), param_space
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
@@ -149,7 +151,7 @@ def make_searcher(
         space=space,
         metric=metrics if multi else metrics[0],
         mode=[space.mode] * len(metrics) if multi else space.mode,
-        points_to_evaluate=[defaults],
+        points_to_evaluate=[defaults] if o.defaults_first else None,
         sampler=make_sampler(o.sampler, seed=o.seed, multi=multi),
         study_name=sweep_dir.name,
         storage=storage,
