@@ -1,8 +1,9 @@
 """Search efficiency on a tabular replay, as tabular HPO benchmarks do it (HPOBench, YAHPO, LCBench): the per-iteration
 validation curves of a fixed pool of configurations are recorded once (:mod:`benchmarks.record_pool`, a real zsltune
 sweep); a strategy is then replayed on the table with simulated compute. Its sampler proposes a configuration from
-the method's search space; the nearest recorded one (numeric parameters scaled to [0, 1], log where the space says
-log; a categorical mismatch counts 1) answers with its curve, one iteration at a time, and the pruner may stop it.
+the method's search space; the nearest recorded one answers with its curve, one iteration at a time, and the pruner
+may stop it. Nearest is Gower's distance for mixed types: numeric parameters scaled to [0, 1] (log where the space
+says log), each counting its absolute difference; a categorical parameter counts 1 where it differs.
 Compute is counted in trial-iterations; nothing is handed the paper default.
 
 Strategies: random search, TPE, TPE + ASHA (Optuna's successive halving: min resource = the space's grace period,
@@ -58,9 +59,14 @@ class Table:
 
 
 class Nearest:
-    """Maps a proposed configuration onto the nearest recorded one."""
+    """Maps a proposed configuration onto the nearest recorded one: Gower's distance (``metric="gower"``: every
+    parameter weighs at most 1, numeric ones by their scaled absolute difference), or ``"squared"`` (numeric ones by
+    the squared difference: categorical parameters then decide nearly alone)."""
 
-    def __init__(self, table: Table) -> None:
+    def __init__(self, table: Table, *, metric: str = "gower") -> None:
+        if metric not in ("gower", "squared"):
+            raise ValueError(f"metric {metric!r}: unknown; valid: gower, squared")
+        self.metric = metric
         self.numeric, self.categorical, cols = [], [], []
         for p in table.space.params:
             if p.name not in table.configs:
@@ -83,7 +89,8 @@ class Nearest:
 
     def __call__(self, params: dict[str, Any]) -> int:
         q = np.array([self._scale(p, np.array([params.get(p.name, np.nan)], np.float64))[0] for p in self.numeric])
-        d = ((self.x - q) ** 2).sum(1) if len(q) else np.zeros(len(self.x))
+        diff = np.abs(self.x - q) if self.metric == "gower" else (self.x - q) ** 2  # (n, numeric)
+        d = diff.sum(1) if len(q) else np.zeros(len(self.x))
         for j, p in enumerate(self.categorical):
             d = d + (self.cats[:, j] != params.get(p.name)).astype(np.float64)
         return int(np.argmin(d))
@@ -92,18 +99,16 @@ class Nearest:
 def make_study(strategy: str, seed: int, grace: int, horizon: int) -> optuna.Study:
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy {strategy!r}: unknown; valid: {', '.join(STRATEGIES)}")
-    tpe = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=5)
-    sampler: optuna.samplers.BaseSampler = {
-        "random": optuna.samplers.RandomSampler(seed=seed),
-        "cmaes": optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False),
-    }.get(strategy, tpe)
-    if strategy == "random+asha":
-        sampler = optuna.samplers.RandomSampler(seed=seed)
+    from zsltune.sweep.search import make_sampler  # the samplers a sweep builds, with its settings
+
+    sampler = make_sampler(strategy.split("+")[0], seed=seed, multi=False)
+    # the schedulers' settings as make_scheduler gives them to Ray: ASHA reduction factor 3 from the grace period;
+    # the median rule after the grace period once 3 trials have reported
     pruner: optuna.pruners.BasePruner = optuna.pruners.NopPruner()
     if strategy.endswith("+asha"):
         pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=grace, reduction_factor=3)
     elif strategy == "tpe+median":
-        pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=grace)
+        pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=grace)
     return optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
 
 
@@ -155,9 +160,11 @@ class Efficiency:
     summary: pd.DataFrame  # strategy, best_mean, best_std, compute_to_target (median), share_of_budget
 
 
-def compare(table: Table, *, budget: int, repeats: int = 10, strategies: tuple[str, ...] = STRATEGIES) -> Efficiency:
+def compare(
+    table: Table, *, budget: int, repeats: int = 10, strategies: tuple[str, ...] = STRATEGIES, metric: str = "gower"
+) -> Efficiency:
     """Every strategy ``repeats`` times (seeds 0..repeats-1) on the same table at the same budget."""
-    nearest = Nearest(table)
+    nearest = Nearest(table, metric=metric)
     curves = {s: np.stack([replay(table, s, budget=budget, seed=r, nearest=nearest) for r in range(repeats)])
               for s in strategies}  # fmt: skip
     target = float(np.nanmean(curves["random"][:, -1])) if "random" in curves else float("nan")

@@ -57,10 +57,12 @@ def test_pools_merge_without_repeating_a_configuration() -> None:
 def test_replay_every_strategy_on_a_table(pool: Path) -> None:
     table = Table.read(pool, "crnet")
     assert table.curves.shape == (40, 8) and set(table.configs.columns) >= {"lr", "hidden", "K"}
-    near = Nearest(table)
+    near, squared = Nearest(table), Nearest(table, metric="squared")
     for i in (0, 7, 21):  # a recorded configuration maps onto itself
         params = {k: v for k, v in table.configs.iloc[i].items() if not (isinstance(v, float) and np.isnan(v))}
-        assert near(params) == i
+        assert near(params) == i and squared(params) == i
+    with pytest.raises(ValueError, match="metric 'l1': unknown; valid: gower, squared"):
+        Nearest(table, metric="l1")
     curve = replay(table, "tpe+asha", budget=60, seed=0)
     assert curve.shape == (60,) and np.all(np.diff(curve) >= 0)  # best so far never falls
     assert curve[-1] <= table.curves.max() + 1e-12
