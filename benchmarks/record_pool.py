@@ -8,7 +8,7 @@ script rebuilds it.
     PYTHONPATH=. python benchmarks/record_pool.py --max-epochs 12 --seed 1 --append  # 200 more into the same pool
     PYTHONPATH=. python benchmarks/record_pool.py --num-samples 8 --max-epochs 3 --out /tmp/pool.parquet
 
-The committed pool: 100 configurations (seed 0, the space's defaults first, as a sweep enqueues them) + 200 (seed 1,
+The committed pool: 100 configurations (seed 0, the space's defaults first, as a sweep enqueues them) + 199 (seed 1,
 ``--append``), 12 iterations of 150 steps each, on the demo's val stage.
 """
 
