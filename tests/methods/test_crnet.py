@@ -116,6 +116,16 @@ def test_trainer_loss_naive_path_matches(stage: StageData) -> None:
     torch.testing.assert_close(fact, naive, rtol=1e-5, atol=1e-6)
 
 
+def test_training_features_stay_the_shared_stage_and_batches_are_standardised(stage: StageData) -> None:
+    """N trials on a node share one copy of the stage: the trainer holds the stage's training features themselves
+    (no standardised copy of all of them) and standardises each batch with the training images' statistics."""
+    t = CRnet({**SMALL, "feat_norm": "std"}, stage, seed=0)
+    assert np.shares_memory(t.x_train.numpy(), stage.x_train)
+    x = t.prep_features(t.x_train).numpy()  # every training row through the per-batch transform
+    np.testing.assert_allclose(x.mean(0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(x.std(0)[stage.x_train.std(0) > 1e-6], 1.0, rtol=1e-3)
+
+
 def test_scores_chunked_match_unchunked(stage: StageData, monkeypatch: pytest.MonkeyPatch) -> None:
     t = CRnet(SMALL, stage, seed=0)
     x = t.to_device(stage.x_unseen[:50]).float()

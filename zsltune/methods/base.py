@@ -252,11 +252,17 @@ class Trainer(ABC):
             return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def fit_features(self, kind: str) -> torch.Tensor:
+    def fit_feature_transform(self, kind: str) -> None:
         """Fit the feature transform ``kind`` (:data:`~zsltune.methods.prep.FEATURE_NORMS`) on the training images
-        only, and return them transformed, on the device (N_tr, D); :meth:`prep_features` applies it to any batch."""
+        only; :meth:`prep_features` applies it to any batch. A trainer that draws batches keeps the stage's training
+        features as they are (on CPU: the node's shared copy, not copied) and transforms each batch."""
         shift, scale = prep.feature_stats(self.data.x_train, kind)
         self._feat = (kind, self.to_device(shift), self.to_device(scale))
+
+    def fit_features(self, kind: str) -> torch.Tensor:
+        """:meth:`fit_feature_transform`, and the training images transformed whole, on the device (N_tr, D): a
+        private copy of them, for a trainer that uses them all at once."""
+        self.fit_feature_transform(kind)
         return self.prep_features(self.to_device(self.data.x_train))
 
     def prep_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -237,7 +237,8 @@ class CLAREL(Trainer):
             cls_tok = class_caption_tokens(d.attributes)
             tok_tr, tok_u, vocab, vectors = cls_tok[d.y_train], cls_tok[d.y_unseen], d.attribute_dim + 2, None
         # everything the training loop and evaluation touch lives on the device, created once
-        self.x_train = self.fit_features(c["feat_norm"])  # (N, D), transform fitted on the training images only
+        self.fit_feature_transform(c["feat_norm"])  # fitted on the training images only, applied per batch
+        self.x_train = self.to_device(data.x_train)  # (N, D): on CPU the shared stage itself, not a copy
         self.y_train = self.to_device(d.y_train).long()  # (N,)
         self.tok_train = self.to_device(np.ascontiguousarray(tok_tr))  # (N, S, L) int32
         self.x_seen = self.prep_features(self.to_device(d.x_seen))  # (N_s, D), the training images' transform
@@ -304,7 +305,8 @@ class CLAREL(Trainer):
         for i, idx in enumerate(cuts):
             for g in self.optimizer.param_groups:
                 g["lr"] = self.lr_at((self.epoch + i / len(cuts)) / max(1, self.max_epochs))
-            terms = self.losses(self.x_train[idx], self.sample_sentences(self.tok_train[idx]), self.y_train[idx])
+            v = self.prep_features(self.x_train[idx])  # (B, D)
+            terms = self.losses(v, self.sample_sentences(self.tok_train[idx]), self.y_train[idx])
             self.optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             self.clip_()

@@ -189,7 +189,8 @@ class CRnet(Trainer):
         centres = torch.from_numpy(field_centres(att[: data.n_seen], self.k, self.seed))  # (K, P)
         # everything the training loop touches lives on the device, created once
         self.att = self.to_device(att)  # (C, P)
-        self.x_train = self.fit_features(c["feat_norm"])  # (N_tr, D), transform fitted on these rows only
+        self.fit_feature_transform(c["feat_norm"])  # fitted on the training rows only, applied per batch
+        self.x_train = self.to_device(data.x_train)  # (N_tr, D): on CPU the shared stage itself, not a copy
         self.y_train = self.to_device(data.y_train).long()  # (N_tr,)
         self.model = CRnetNet(centres, data.feature_dim, int(c["hidden"])).to(self.device)
         self.optimizer = self.model.make_optimizer(float(c["lr"]), self.alpha, self.beta)
@@ -219,7 +220,7 @@ class CRnet(Trainer):
                 lr = float(self.config["lr"]) * self.lr_factor((self.epoch + i / len(cuts)) / max(1, self.max_epochs))
                 for g in self.optimizer.param_groups:
                     g["lr"] = lr
-            mse = self.loss(self.x_train[idx], self.y_train[idx])  # (B, D), (B,) -> ()
+            mse = self.loss(self.prep_features(self.x_train[idx]), self.y_train[idx])  # (B, D), (B,) -> ()
             if regularised:  # the value at the weights the step's gradient is taken at (Eq. 10's total loss)
                 with torch.no_grad():
                     total += self.model.regulariser(self.alpha, self.beta)
