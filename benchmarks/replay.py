@@ -96,7 +96,7 @@ class Nearest:
         return int(np.argmin(d))
 
 
-def make_study(strategy: str, seed: int, grace: int, horizon: int) -> optuna.Study:
+def make_study(strategy: str, seed: int, grace: int) -> optuna.Study:
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy {strategy!r}: unknown; valid: {', '.join(STRATEGIES)}")
     from zsltune.sweep.search import make_sampler  # the samplers a sweep builds, with its settings
@@ -118,11 +118,11 @@ def replay(
 ) -> np.ndarray:  # fmt: skip
     """Best validation value seen after each unit of compute: (budget,) (NaN before the first report).
 
-    ``first``: a configuration to try first (a zsltune sweep enqueues the space's defaults so; the efficiency
-    comparison hands it to no strategy, the live check to both sides, as the real sweeps do)."""
+    ``first``: a configuration to try first, as a zsltune sweep enqueues the space's defaults (the efficiency
+    comparison and the live check hand it to no strategy: their real sweeps run with ``--no-defaults-first``)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     nearest = nearest or Nearest(table)
-    study = make_study(strategy, seed, table.space.grace_period, table.horizon)
+    study = make_study(strategy, seed, table.space.grace_period)
     if first:
         study.enqueue_trial(first)
     best = np.full(budget, np.nan)
@@ -172,8 +172,8 @@ def compare(
     for s, c in curves.items():
         # as the HPO literature counts a speed-up over random search (e.g. BOHB, Falkner et al. 2018): the compute at
         # which the strategy's mean best-so-far curve first reaches random search's mean best at the budget
-        mean = np.nanmean(np.nan_to_num(c), 0)  # (budget,)
-        at = float(np.argmax(mean >= target - 1e-12) + 1) if (mean >= target - 1e-12).any() else np.inf
+        hit = np.nanmean(np.nan_to_num(c), 0) >= target - 1e-12  # (budget,) the mean curve at or above the target
+        at = float(np.argmax(hit) + 1) if hit.any() else np.inf
         rows.append(
             {
                 "strategy": s,
