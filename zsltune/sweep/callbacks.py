@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -13,7 +12,11 @@ from typing import Any
 from ray import tune
 
 from zsltune.methods.base import DIVERGED
-from zsltune.results import ResultsSink
+from zsltune.results import EPOCHS_FILE, TRIALS_FILE, ResultsSink
+from zsltune.storage import Location
+
+#: the driver's files a remote sweep uploads after each write (the Optuna journal with the rows it matches)
+UPLOADED = (TRIALS_FILE, EPOCHS_FILE, "optuna.journal")
 
 
 class ParquetCallback(tune.Callback):
@@ -29,7 +32,9 @@ class ParquetCallback(tune.Callback):
         meta: dict[str, Any],
         fixed: dict[str, Any] | None = None,
         quiet: bool = False,
+        remote: Location | None = None,
     ) -> None:
+        self.remote = remote  # where the sweep lives when not on this machine: each write is uploaded there
         self.fixed = dict(fixed or {})  # --set hyperparameters, recorded as config columns like sampled ones
         self.sweep_dir, self.metric, self.mode = Path(sweep_dir), metric, mode
         self.max_epochs, self.meta, self.quiet = max_epochs, meta, quiet
@@ -68,7 +73,7 @@ class ParquetCallback(tune.Callback):
         orphans = sorted(set(self.sink.trials) - known)
         if orphans:
             self.sink.drop_trials(orphans)
-            self.sink.flush(force=True)
+            self._flush(force=True)
             if not self.quiet:
                 print(
                     f"zsltune: dropped {len(orphans)} trial(s) started after the last snapshot of the interrupted "
@@ -83,7 +88,7 @@ class ParquetCallback(tune.Callback):
         cfg = {**trial.config.get("__config__", {}), **trial.config.get("__grid__", {}), **cfg, **self.fixed}
         meta = {**self.meta, "seed": trial.config["__seed__"]} if "__seed__" in trial.config else self.meta
         self.sink.start_trial(trial.trial_id, config=cfg, **meta)
-        self.sink.flush()
+        self._flush()
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         if DIVERGED in result:  # not an evaluated epoch: the trial ends as failed (on_trial_complete)
@@ -93,7 +98,7 @@ class ParquetCallback(tune.Callback):
         keep["epoch_s"] = result.get("time_this_iter_s")
         keep["timestamp"] = result.get("timestamp")
         self.sink.add_epoch(trial.trial_id, int(result.get("epoch", result.get("training_iteration", 0))), keep)
-        self.sink.flush()
+        self._flush()
         self._progress(trials)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -104,33 +109,41 @@ class ParquetCallback(tune.Callback):
         else:
             epochs = int(last.get("epoch", 0))
             self.sink.end_trial(trial.trial_id, status="completed" if epochs >= self.max_epochs else "stopped")
-        self.sink.flush(force=True)
+        self._flush(force=True)
         self._progress(trials, force=True)
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """A failed attempt Tune retries (``--max-failures``), e.g. a lost node or an out-of-memory trial."""
         self.sink.record_failure(trial.trial_id, error_line(trial))
-        self.sink.flush(force=True)
+        self._flush(force=True)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         reason = error_line(trial)
         self.sink.record_failure(trial.trial_id, reason)
         self.sink.end_trial(trial.trial_id, status="failed", error=reason)
-        self.sink.flush(force=True)
+        self._flush(force=True)
         self._progress(trials, force=True)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self._drop_orphans(trials)
-        self.sink.flush(force=True)
+        self._flush(force=True, upload=True)
 
     def get_state(self) -> dict[str, Any] | None:
         """Tune calls this as it snapshots the experiment, before the snapshot reaches storage: flush now.
 
         ``--resume`` continues every trial after the checkpoint its snapshot records; an epoch row only buffered
         here (flushes are throttled) would otherwise be lost for good when the driver dies. No state to return.
+        A remote sweep uploads its files with every snapshot.
         """
-        self.sink.flush(force=True)
+        self._flush(force=True, upload=True)
         return None
+
+    def _flush(self, *, force: bool = False, upload: bool = False) -> None:
+        """Write the Parquet files if due; a remote sweep uploads them and the journal (also with ``upload``: the
+        journal changes without a new row, e.g. as the sampler proposes a trial)."""
+        wrote = self.sink.flush(force=force)
+        if (wrote or upload) and self.remote is not None and self.remote.local is None:
+            self.remote.upload(UPLOADED)
 
     def _progress(self, trials: list, *, force: bool = False) -> None:
         now = time.monotonic()
@@ -197,24 +210,113 @@ def best_row(rows: list[dict[str, Any]], metric: str, mode: str) -> dict[str, An
 
 
 class CheckpointPruner(tune.Callback):
-    """Keeps each trial's newest ``keep`` checkpoints and deletes older ones once they are ``min_age_s`` old.
+    """Bounds the checkpoints on storage: a running trial keeps its newest ``keep``, an ended trial its newest one.
 
-    Ray's own ``num_to_keep`` deletes a checkpoint as soon as a newer one registers, but a driver that dies before
-    its next experiment snapshot leaves a state that still points at the deleted one, and ``--resume`` then fails
-    the trial ("Could not recover from checkpoint"). The experiment state is snapshotted at least every
+    While a trial runs, a checkpoint is deleted once ``keep`` newer ones exist and it is ``min_age_s`` old. Ray's own
+    ``num_to_keep`` deletes a checkpoint as soon as a newer one registers, but a driver that dies before its next
+    experiment snapshot leaves a state that still points at the deleted one, and ``--resume`` then fails the trial
+    ("Could not recover from checkpoint"). The experiment state is snapshotted at least every
     ``TUNE_GLOBAL_CHECKPOINT_S`` (the runner sets 10 s), so a checkpoint older than ``min_age_s`` is one no snapshot
     still needs. PBT clones a leader's checkpoint seconds after choosing it, which the same age rule covers.
+
+    When a trial ends (completed, stopped by the scheduler, failed), everything but its newest checkpoint goes, but
+    only once the experiment snapshot *on storage* records it as ended: a resume from an older snapshot would rerun
+    it from a checkpoint already deleted. :func:`prune_to_newest` does the same for every trial at the sweep's end.
     """
 
-    def __init__(self, *, keep: int = 2, min_age_s: float = 60.0) -> None:
-        self.keep, self.min_age_s = keep, min_age_s
+    def __init__(self, *, keep: int = 2, min_age_s: float = 60.0, poll_s: float = 1.0) -> None:
+        self.keep, self.min_age_s, self.poll_s = keep, min_age_s, poll_s
+        self._seen: dict[str, float] = {}  # checkpoint path -> when this driver first saw it
+        self._ended: dict[str, Any] = {}  # trial id -> trial, until the stored snapshot records its end
+        self._last_poll = 0.0
+
+    def __getstate__(self) -> dict[str, Any]:  # Tune pickles callbacks into the experiment state
+        return {**self.__dict__, "_seen": {}, "_ended": {}}
 
     def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any) -> None:
-        trial_dir = Path(trial.path) if getattr(trial, "path", None) else None
-        if trial_dir is None or not trial_dir.is_dir():
-            return
         now = time.time()
-        for old in sorted(trial_dir.glob("checkpoint_*"))[: -self.keep]:
-            with contextlib.suppress(OSError):
-                if now - old.stat().st_mtime > self.min_age_s:
-                    shutil.rmtree(old, ignore_errors=True)
+        for path, info_ in _checkpoints(trial)[: -self.keep]:
+            first = self._seen.setdefault(path, now)
+            born = info_.mtime.timestamp() if info_.mtime is not None else first  # S3 "folders" have no mtime
+            if now - born > self.min_age_s:
+                _delete(trial.storage.storage_filesystem, path)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._ended[trial.trial_id] = trial
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._ended[trial.trial_id] = trial
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        now = time.monotonic()
+        if not self._ended or now - self._last_poll < self.poll_s:
+            return
+        self._last_poll = now
+        some = next(iter(self._ended.values()))
+        stored = stored_statuses(some.storage.storage_filesystem, some.storage.experiment_fs_path)
+        for tid, trial in list(self._ended.items()):
+            if stored.get(tid) in ("TERMINATED", "ERROR"):
+                for path, _ in _checkpoints(trial)[:-1]:
+                    _delete(trial.storage.storage_filesystem, path)
+                del self._ended[tid]
+
+
+def _checkpoints(trial: Any) -> list[tuple[str, Any]]:
+    """A trial's checkpoint folders on storage, oldest first (their names count up)."""
+    import pyarrow.fs as pafs
+
+    storage = getattr(trial, "storage", None)
+    if storage is None:
+        return []
+    return _checkpoint_dirs(storage.storage_filesystem, storage.trial_fs_path, pafs)
+
+
+def _checkpoint_dirs(fs: Any, trial_path: str, pafs: Any) -> list[tuple[str, Any]]:
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(trial_path, recursive=False, allow_not_found=True))
+    except OSError:  # pragma: no cover - storage hiccup: try again at the next checkpoint
+        return []
+    dirs = [i for i in infos if i.type == pafs.FileType.Directory and i.base_name.startswith("checkpoint_")]
+    return [(i.path, i) for i in sorted(dirs, key=lambda i: i.base_name)]
+
+
+def _delete(fs: Any, path: str) -> None:
+    with contextlib.suppress(OSError):
+        fs.delete_dir(path)
+
+
+def stored_statuses(fs: Any, experiment_path: str) -> dict[str, str]:
+    """Each trial's status in the newest experiment snapshot on storage (what ``--resume`` starts from); empty while
+    none is readable (none yet, or one being uploaded right now)."""
+    import json
+
+    from ray.tune.execution.experiment_state import _find_newest_experiment_checkpoint
+
+    try:
+        path = _find_newest_experiment_checkpoint(experiment_path, fs)
+        if path is None:
+            return {}
+        with fs.open_input_stream(path) as f:
+            state = json.loads(f.read())
+        out = {}
+        for trial_json, _meta in state["trial_data"]:
+            t = json.loads(trial_json)
+            out[str(t["trial_id"])] = str(t["status"])
+        return out
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def prune_to_newest(fs: Any, experiment_path: str) -> int:
+    """Delete every trial's checkpoints but its newest (the sweep has ended and its last snapshot is stored);
+    returns how many were deleted."""
+    import pyarrow.fs as pafs
+
+    n = 0
+    for trial_dir in fs.get_file_info(pafs.FileSelector(experiment_path, recursive=False, allow_not_found=True)):
+        if trial_dir.type != pafs.FileType.Directory:
+            continue
+        for path, _ in _checkpoint_dirs(fs, trial_dir.path, pafs)[:-1]:
+            _delete(fs, path)
+            n += 1
+    return n

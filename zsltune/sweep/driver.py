@@ -19,8 +19,9 @@ import ray
 from ray import tune
 
 from zsltune.errors import ConfigError
+from zsltune.storage import Location, parse_storage
 from zsltune.sweep.address import resolve_address
-from zsltune.sweep.callbacks import CheckpointPruner
+from zsltune.sweep.callbacks import CheckpointPruner, prune_to_newest
 from zsltune.sweep.options import TrialSpec
 from zsltune.sweep.trial import run_trial
 
@@ -36,7 +37,7 @@ class Job:
     """One Tune job. ``param_space`` (a grid, or Tune domains) and/or ``search_alg`` say what to try."""
 
     name: str  # the experiment folder under ``storage``
-    storage: Path
+    storage: Path | Location  # a local folder, or a Location (s3://, file://: zsltune.storage)
     spec: TrialSpec
     data: Any  # the data source's bundle, shared with every trial through the object store
     param_space: dict[str, Any] = field(default_factory=dict)
@@ -116,9 +117,14 @@ def _fit(job: Job) -> None:
     slots, resources = _slots(job.spec)
     max_concurrent = job.max_concurrent or slots  # ray#46965: a searcher without it runs one trial at a time
     trainable = tune.with_resources(tune.with_parameters(run_trial, data=job.data, spec=job.spec), resources)
-    exp_dir = job.storage / job.name
+    loc = job.storage if isinstance(job.storage, Location) else parse_storage(str(job.storage))
+    # local storage: Ray's own local filesystem, as before; remote: the pyarrow filesystem reaching the bucket
+    fs = None if loc.local is not None else loc.fs
+    exp = loc.child(job.name)
     if job.resume:
-        tuner = tune.Tuner.restore(str(exp_dir), trainable, resume_unfinished=True, resume_errored=job.resume_errored)
+        tuner = tune.Tuner.restore(
+            exp.path, trainable, resume_unfinished=True, resume_errored=job.resume_errored, storage_filesystem=fs
+        )
     else:
         tuner = tune.Tuner(
             trainable,
@@ -134,7 +140,8 @@ def _fit(job: Job) -> None:
             ),
             run_config=tune.RunConfig(
                 name=job.name,
-                storage_path=str(job.storage),
+                storage_path=loc.path,
+                storage_filesystem=fs,
                 failure_config=tune.FailureConfig(max_failures=job.max_failures),
                 # Ray's num_to_keep deletes a checkpoint the last experiment snapshot may still point at (and
                 # --resume after a driver crash then fails): CheckpointPruner prunes only aged ones
@@ -146,6 +153,8 @@ def _fit(job: Job) -> None:
     if job.announce is not None:
         job.announce(max_concurrent)
     tuner.fit()
+    # fit() returns after its last experiment snapshot reached storage: no trial needs more than its newest
+    prune_to_newest(loc.fs, exp.path)
 
 
 class RecorderCallback(tune.Callback):
@@ -166,7 +175,7 @@ class RecorderCallback(tune.Callback):
 def run_grid(
     *,
     name: str,
-    storage: Path,
+    storage: Path | Location,
     spec: TrialSpec,
     data: Any,
     configs: list[dict[str, Any]],

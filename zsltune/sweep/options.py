@@ -9,16 +9,33 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs as pafs
+
 from zsltune.data import STAGES
 from zsltune.errors import ConfigError, UnknownNameError
 from zsltune.methods import Trainer, get_method
 from zsltune.methods.hparams import check_space, check_value
 from zsltune.space import SearchSpace, load_space
+from zsltune.storage import Location, check_writable, parse_storage
 from zsltune.sweep.search import SCHEDULERS, make_sampler
 
 
 def default_storage() -> Path:
     return Path(os.environ.get("ZSLTUNE_RESULTS", Path.home() / "zsltune_results")).expanduser()
+
+
+def storage_location(storage: str | None) -> Location:
+    """``--storage``, else ``$ZSLTUNE_RESULTS``, else ``~/zsltune_results``, parsed (a path, file:// or s3://)."""
+    if storage:
+        return parse_storage(storage, option="--storage")
+    if os.environ.get("ZSLTUNE_RESULTS"):
+        return parse_storage(os.environ["ZSLTUNE_RESULTS"], option="ZSLTUNE_RESULTS=")
+    return parse_storage(str(Path.home() / "zsltune_results"))
+
+
+def sweep_location(o: SweepOptions, sweep_dir: Path) -> Location:
+    """Where the sweep of prepared options ``o`` lives (``sweep_dir`` is its driver-side folder)."""
+    return storage_location(o.storage).child(sweep_dir.name)
 
 
 @dataclass
@@ -92,6 +109,8 @@ class SweepResult:
     epochs_path: Path
     best: dict[str, Any] | None
     counts: dict[str, int]
+    uri: str = ""  # where the sweep lives (the folder's path, or s3://...); sweep_dir is its driver-side copy
+    size: tuple[int, int] | None = None  # (bytes, files) of the sweep folder when the sweep ended
 
 
 def _check_options(o: SweepOptions, space: SearchSpace, trainer_cls: type[Trainer]) -> None:
@@ -156,33 +175,45 @@ OPTIONS_FILE = "zsltune.json"
 RESUME_KEEPS = ("name", "storage", "resume", "quiet", "address")
 
 
-def _new_sweep_dir(o: SweepOptions, space: SearchSpace, storage: Path) -> Path:
+#: the driver-side files of a sweep, uploaded to remote storage as they change (and fetched back by --resume)
+DRIVER_FILES = (OPTIONS_FILE, "trials.parquet", "epochs.parquet", "optuna.journal")
+
+
+def _new_sweep_name(o: SweepOptions, space: SearchSpace) -> str:
     if o.name:
-        return storage / o.name
+        return o.name
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return storage / f"{space.method}-{Path(o.dataset).name}-{o.stage}-{stamp}"
+    return f"{space.method}-{Path(o.dataset).name}-{o.stage}-{stamp}"
 
 
-def _resume_options(o: SweepOptions, storage: Path) -> tuple[SweepOptions, Path]:
+def _newest_sweep(storage: Location) -> str | None:
+    """The name of the sweep under ``storage`` whose options were written last."""
+    sel = pafs.FileSelector(storage.path, recursive=False, allow_not_found=True)
+    dirs = [i.path for i in storage.fs.get_file_info(sel) if i.type == pafs.FileType.Directory]
+    infos = storage.fs.get_file_info([f"{d}/{OPTIONS_FILE}" for d in dirs]) if dirs else []
+    found = [(i.mtime_ns or 0, Path(i.path).parent.name) for i in infos if i.type == pafs.FileType.File]
+    return max(found)[1] if found else None
+
+
+def _resume_options(o: SweepOptions, storage: Location) -> tuple[SweepOptions, Path]:
     """The stored options of the sweep to resume (``--name``, or the newest under ``storage``)."""
-    if o.name:
-        sweep_dir = storage / o.name
-    else:
-        cands = sorted((p.parent for p in storage.glob(f"*/{OPTIONS_FILE}")), key=lambda p: p.stat().st_mtime)
-        if not cands:
-            raise ConfigError(f"--resume: no sweep under {storage}; pass --name NAME (and --storage)")
-        sweep_dir = cands[-1]
-    if not (sweep_dir / "tuner.pkl").exists() or not (sweep_dir / OPTIONS_FILE).exists():
-        raise ConfigError(f"--resume: {sweep_dir} holds no sweep to resume; check --name and --storage")
+    name = o.name or _newest_sweep(storage)
+    if name is None:
+        raise ConfigError(f"--resume: no sweep under {storage.uri}; pass --name NAME (and --storage)")
+    loc = storage.child(name)
+    if not loc.exists("tuner.pkl") or not loc.exists(OPTIONS_FILE):
+        raise ConfigError(f"--resume: {loc.uri} holds no sweep to resume; check --name and --storage")
+    sweep_dir = loc.download(DRIVER_FILES)  # remote: the driver works on a local copy, uploaded as it changes
     stored = json.loads((sweep_dir / OPTIONS_FILE).read_text())
     keep = {k: getattr(o, k) for k in RESUME_KEEPS}
-    return replace(SweepOptions(**stored), **{**keep, "name": sweep_dir.name, "storage": str(storage)}), sweep_dir
+    return replace(SweepOptions(**stored), **{**keep, "name": name, "storage": storage.uri}), sweep_dir
 
 
 def prepare(o: SweepOptions) -> tuple[SweepOptions, SearchSpace, Path, list[str]]:
     """Validate everything that can be checked without Ray; returns the resolved options and the sweep folder."""
-    storage = (Path(o.storage).expanduser() if o.storage else default_storage()).resolve()
+    storage = storage_location(o.storage)
     if o.resume:
+        check_writable(storage)
         o, sweep_dir = _resume_options(o, storage)
     elif not o.space:
         raise ConfigError("--space is required: a name in search_spaces/ or a YAML path (or --resume a sweep)")
@@ -199,16 +230,19 @@ def prepare(o: SweepOptions) -> tuple[SweepOptions, SearchSpace, Path, list[str]
     if len(metrics) > 1 and o.scheduler == "pbt":
         raise ConfigError("--scheduler pbt optimises one metric; drop the metric list or use asha")
     if not o.resume:
-        sweep_dir = _new_sweep_dir(o, space, storage)
-        if (sweep_dir / "tuner.pkl").exists() or (sweep_dir / OPTIONS_FILE).exists():
+        check_writable(storage)  # every option checked: now the folder (or bucket), before anything is written
+        loc = storage.child(_new_sweep_name(o, space))
+        if loc.exists("tuner.pkl") or loc.exists(OPTIONS_FILE):
             raise ConfigError(
-                f"--name {sweep_dir.name}: a sweep already exists at {sweep_dir}; pass --resume to "
+                f"--name {Path(loc.path).name}: a sweep already exists at {loc.uri}; pass --resume to "
                 f"continue it or choose a new --name"
             )
+        sweep_dir = loc.fresh_mirror()
     dataset = str(Path(o.dataset).resolve()) if Path(o.dataset).expanduser().is_dir() else o.dataset
     data_root = str(Path(o.data_root).expanduser().resolve()) if o.data_root else None
     o = replace(
         o,
+        storage=storage.uri,
         space=str(space.path or o.space),
         dataset=dataset,
         data_root=data_root,

@@ -10,10 +10,20 @@ from zsltune.methods import Trainer, get_method, method_ref
 from zsltune.methods.hparams import check_value
 from zsltune.results import ResultsSink
 from zsltune.space import SearchSpace
-from zsltune.sweep.callbacks import ParquetCallback, best_row
+from zsltune.storage import human_size
+from zsltune.sweep.callbacks import UPLOADED, ParquetCallback, best_row
 from zsltune.sweep.driver import Job, run_job
 from zsltune.sweep.grid import grid_names
-from zsltune.sweep.options import SweepOptions, SweepResult, TrialSpec, prepare, save_options
+from zsltune.sweep.options import (
+    OPTIONS_FILE,
+    SweepOptions,
+    SweepResult,
+    TrialSpec,
+    prepare,
+    save_options,
+    storage_location,
+    sweep_location,
+)
 from zsltune.sweep.search import make_scheduler, make_searcher
 
 
@@ -58,6 +68,8 @@ def first_trial(cls: type[Trainer], space: SearchSpace, dataset: str) -> dict[st
 def run_sweep(o: SweepOptions) -> SweepResult:
     """Run (or resume) one sweep and return where its results are."""
     o, space, sweep_dir, metrics = prepare(o)
+    loc = sweep_location(o, sweep_dir)  # sweep_dir: its driver-side folder (itself where storage is local)
+    remote = loc if loc.local is None else None
     multi = len(metrics) > 1
     cls = get_method(space.method)
     source = cls.source(o.overrides)
@@ -91,7 +103,7 @@ def run_sweep(o: SweepOptions) -> SweepResult:
     }
     parquet_cb = ParquetCallback(
         sweep_dir, metric=sched_metric, mode=space.mode, max_epochs=o.max_epochs, meta=meta, fixed=o.overrides,
-        quiet=o.quiet,
+        quiet=o.quiet, remote=remote,
     )  # fmt: skip
     searcher, param_space = None, {}
     scheduler = None
@@ -105,6 +117,7 @@ def run_sweep(o: SweepOptions) -> SweepResult:
         from zsltune.sweep.grid import grid_levels, grid_param_space, grid_size
 
         save_options(o, sweep_dir)
+        loc.upload([OPTIONS_FILE])
         levels = grid_levels(o.grid, method=space.method, hparams=cls.all_hparams(), space=space)
         grid_trials = grid_size(levels) * o.repeats
         scheduler = FIFOScheduler()
@@ -113,6 +126,7 @@ def run_sweep(o: SweepOptions) -> SweepResult:
         )
     else:
         save_options(o, sweep_dir)
+        loc.upload([OPTIONS_FILE])
         scheduler = make_scheduler(
             o.scheduler, space, metric=sched_metric, mode=space.mode, max_epochs=o.max_epochs,
             grace=o.grace_period, seed=o.seed,
@@ -133,7 +147,7 @@ def run_sweep(o: SweepOptions) -> SweepResult:
             print(
                 f"zsltune: sweep {space.method} on {info.dataset} "
                 f"({info.stage} stage{', synthetic data' if info.synthetic else ''}): "
-                f"{what}, up to {max_concurrent} at once -> {sweep_dir}",
+                f"{what}, up to {max_concurrent} at once -> {loc.uri}",
                 file=sys.stderr,
                 flush=True,
             )
@@ -141,7 +155,7 @@ def run_sweep(o: SweepOptions) -> SweepResult:
     run_job(
         Job(
             name=sweep_dir.name,
-            storage=sweep_dir.parent,
+            storage=sweep_dir.parent if remote is None else storage_location(o.storage),
             spec=spec,
             data=data,
             param_space=param_space,
@@ -157,6 +171,7 @@ def run_sweep(o: SweepOptions) -> SweepResult:
             announce=announce,
         )
     )
+    loc.upload([*UPLOADED, OPTIONS_FILE])  # a remote sweep: its last rows and the final journal
     sink = ResultsSink(sweep_dir, metric=sched_metric, mode=space.mode)
     rows = list(sink.trials.values())
     counts = {s: sum(r.get("status") == s for r in rows) for s in ("completed", "stopped", "failed", "running")}
@@ -166,6 +181,8 @@ def run_sweep(o: SweepOptions) -> SweepResult:
         epochs_path=sink.epochs_path,
         best=best_row(rows, sched_metric, space.mode),
         counts=counts,
+        uri=loc.uri,
+        size=loc.size(),
     )
     if not o.quiet:
         _print_summary(result, sched_metric)
@@ -201,8 +218,12 @@ def _print_summary(r: SweepResult, metric: str) -> None:
             f"best {metric} = {r.best[f'best/{metric}']:.4f} at epoch {r.best.get('best_epoch')} "
             f"(trial {r.best['trial_id']}): {cfg}"
         )
+    where = r.uri or str(r.sweep_dir)
+    size, files = r.size or (0, 0)
     print(
-        f"trials:      {r.trials_path}\nepochs:      {r.epochs_path}\ntensorboard: tensorboard --logdir {r.sweep_dir}"
+        f"trials:      {where}/{r.trials_path.name}\nepochs:      {where}/{r.epochs_path.name}\n"
+        f"tensorboard: tensorboard --logdir {where}\nsweep folder: {human_size(size)} in {files} files "
+        f"(each trial keeps its newest checkpoint)"
     )
 
 
