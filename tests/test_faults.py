@@ -114,3 +114,51 @@ def test_killed_trial_process_resumes_from_its_checkpoint(tiny_dataset_dir: Path
     assert not (after["pid"] == victim["pid"]).all()
     restored_at = int(after.loc[after["restores"] >= 1, "epoch"].min())
     assert restored_at > 1, "the trial restarted from scratch instead of its checkpoint"
+
+
+def _checkpoints(sweep: Path, trial_id: str) -> list[str]:
+    return sorted(p.name for p in (sweep / f"trial_{trial_id}").glob("checkpoint_*"))
+
+
+@pytest.mark.slow
+def test_driver_killed_right_after_an_end_of_trial_prune_resumes_exactly_once(
+    tiny_dataset_dir: Path, tmp_path: Path
+) -> None:
+    """An ended trial keeps only its newest checkpoint; the driver SIGKILLed just after that prune resumes with every
+    row once, the pruned trial not rerun, and each trial folder ends with one checkpoint."""
+    n, epochs = 3, 40
+    cmd = run_cmd(
+        tiny_dataset_dir, tmp_path, "pruned", "--num-samples", str(n), "--max-epochs", str(epochs),
+        "--scheduler", "fifo", "--max-concurrent", "2", "--set", "batch_size=1",
+    )  # fmt: skip
+    env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "1"}  # snapshots every second: the prune follows the end fast
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sweep = tmp_path / "pruned"
+    pruned: dict[str, list[str]] = {}
+
+    def pruned_one_and_another_running() -> bool:
+        t = read_parquet(sweep / TRIALS_FILE)
+        if t is None:
+            return False
+        for tid in t.loc[t.status == "completed", "trial_id"]:
+            if len(ck := _checkpoints(sweep, tid)) == 1:
+                pruned[tid] = ck
+        running = t[(t.status == "running") & (t.epochs >= 2)]
+        return bool(pruned) and any(len(_checkpoints(sweep, i)) >= 2 for i in running.trial_id)
+
+    try:
+        wait_for(pruned_one_and_another_running, proc, timeout=180)
+    finally:
+        kill_group(proc)
+    assert all(len(_checkpoints(sweep, tid)) == 1 for tid in pruned)
+
+    resumed = subprocess.run(
+        run_cmd(tiny_dataset_dir, tmp_path, "pruned", "--resume"), capture_output=True, text=True, timeout=300
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    trials, rows = check_exactly_once(sweep, n, epochs)
+    assert (rows[rows.trial_id.isin(list(pruned))]["restores"] == 0).all()  # the pruned trials did not run again
+    for tid in pruned:
+        assert _checkpoints(sweep, tid) == pruned[tid]  # its one checkpoint, untouched
+    for tid in trials.trial_id:  # the sweep's end left every trial its newest checkpoint only
+        assert _checkpoints(sweep, tid) == [f"checkpoint_{epochs - 1:06d}"], (tid, _checkpoints(sweep, tid))
