@@ -99,11 +99,12 @@ class Location:
 
 
 def human_size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
+    """Binary units, as ``du -h`` counts: 155,519,126 bytes is "148.3 MiB"."""
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"  # pragma: no cover
+        n /= 1024
+    return f"{n:.1f} GiB"
 
 
 def parse_storage(value: str, *, option: str = "--storage") -> Location:

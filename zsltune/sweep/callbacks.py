@@ -101,6 +101,11 @@ class ParquetCallback(tune.Callback):
         self._flush()
         self._progress(trials)
 
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        # no result arrives while every trial waits for a node: say so every 30 s instead of staying silent
+        if time.monotonic() - self._last_print >= 30 and any(getattr(t, "status", "") == "PENDING" for t in trials):
+            self._progress(trials, force=True)
+
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         last = trial.last_result or {}
         if DIVERGED in last:  # the configuration failed (not retried: it would fail the same way again)
@@ -157,8 +162,10 @@ class ParquetCallback(tune.Callback):
             f"best {self.metric} {best[f'best/{self.metric}']:.4f} ({best['trial_id']})" if best else "no result yet"
         )
         el = int(now - self._t0)
+        pending = sum(getattr(t, "status", "") == "PENDING" for t in trials)
+        waiting = f", {pending} waiting for resources" if pending else ""
         print(
-            f"[{el // 60:02d}:{el % 60:02d}] trials {len(trials)}: {counts['running']} running, "
+            f"[{el // 60:02d}:{el % 60:02d}] trials {len(trials)}: {counts['running']} running{waiting}, "
             f"{counts['completed']} completed, {counts['stopped']} stopped early, {counts['failed']} failed | "
             f"{best_txt}",
             file=sys.stderr,

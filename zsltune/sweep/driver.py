@@ -21,6 +21,7 @@ from ray import tune
 from zsltune.errors import ConfigError
 from zsltune.storage import Location, parse_storage
 from zsltune.sweep.address import resolve_address
+from zsltune.sweep.autoscale import autoscaler_limits, max_trials
 from zsltune.sweep.callbacks import CheckpointPruner, prune_to_newest
 from zsltune.sweep.options import TrialSpec
 from zsltune.sweep.trial import run_trial
@@ -54,17 +55,20 @@ class Job:
     address: str | None = None
     #: called on the driver once Ray is up, before the trials start, with the concurrency limit (progress lines)
     announce: Callable[[int], None] | None = None
+    #: called after ``announce`` with a line on the cluster's autoscaler, where it has one
+    announce_scaling: Callable[[str], None] | None = None
 
 
 def run_job(job: Job) -> None:
     """Run (or resume) ``job`` to the end; starts a private Ray or joins a cluster, and shuts down what it started."""
     started_ray = not ray.is_initialized()
+    address = resolve_address(job.address)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our own progress lines instead of Ray's tables
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "10")  # experiment snapshots at least this often
     if started_ray:
         ray.init(
-            address=resolve_address(job.address),  # None: Ray's default joins a live `ray start` cluster
+            address=address,  # None: Ray's default joins a live `ray start` cluster
             include_dashboard=False,
             logging_level="ERROR",
             log_to_driver=False,
@@ -72,7 +76,7 @@ def run_job(job: Job) -> None:
             runtime_env=_import_env(job.spec),
         )
     try:
-        _fit(job)
+        _fit(job, probe=not (started_ray and address == "local"))  # a private Ray has no autoscaler to ask
     finally:
         if started_ray:
             ray.shutdown()
@@ -87,34 +91,55 @@ def _import_env(spec: TrialSpec) -> dict[str, Any] | None:
     return {"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}}
 
 
-def _slots(spec: TrialSpec) -> tuple[int, dict[str, float]]:
-    """How many trials the cluster holds at once, and each trial's Tune resources; a clear error if none fits."""
+def _slots(spec: TrialSpec, *, autoscaler: bool = True) -> tuple[int, dict[str, float], str]:
+    """How many trials the cluster holds at once, each trial's Tune resources, and a line on an autoscaler.
+
+    Where the cluster autoscales (``autoscaler``: probe for one), concurrency follows what its node types hold at
+    their maximum counts, however few nodes run now: trials beyond today's resources wait as pending, which is the
+    demand the autoscaler reacts to. Without an autoscaler, what the cluster holds now; a clear error if no trial
+    could ever start (no node type fits one, or no resources anywhere).
+    """
     res = ray.cluster_resources()
     gpus, cpus = spec.gpus_per_trial, spec.cpus_per_trial
-    if gpus > 0 and res.get("GPU", 0) < gpus:
-        raise ConfigError(
-            f"--gpus-per-trial {gpus:g}: the Ray cluster has {res.get('GPU', 0):g} GPUs; use --gpus-per-trial 0 "
-            f"or --address"
-        )
     memory = int(spec.memory_per_trial * GB) if spec.memory_per_trial else 0  # bytes, Ray's unit
-    if memory and res.get("memory", 0) < memory:
-        raise ConfigError(
-            f"--memory-per-trial {spec.memory_per_trial:g}: the Ray cluster has "
-            f"{res.get('memory', 0) / GB:.1f} GB of memory for tasks; lower it"
-        )
+    resources = {"cpu": cpus, "gpu": gpus}
+    if memory:  # the scheduler packs trials by it; run_trial enforces it as a cap
+        resources["memory"] = memory
     slots = res.get("CPU", 1) / cpus
     if gpus > 0:
         slots = min(slots, res.get("GPU", 0) / gpus)
     if memory:
         slots = min(slots, res.get("memory", 0) / memory)
-    resources = {"cpu": cpus, "gpu": gpus}
-    if memory:  # the scheduler packs trials by it; run_trial enforces it as a cap
-        resources["memory"] = memory
-    return max(1, int(slots)), resources
+    limits = autoscaler_limits() if autoscaler else None
+    if limits is not None:
+        most = max_trials(limits, cpus=cpus, gpus=gpus, memory=memory)
+        if most < 1 and slots < 1:
+            raise ConfigError(
+                f"--cpus-per-trial {cpus:g} --gpus-per-trial {gpus:g}"
+                f"{f' --memory-per-trial {spec.memory_per_trial:g}' if memory else ''}: no node the cluster's "
+                f"autoscaler may start fits one trial ({limits.describe()}); lower them or add a node type"
+            )
+        now = f"{res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs"
+        note = (
+            f"autoscaling cluster ({limits.source}): up to {limits.describe()}; {now} now; trials wait as pending "
+            f"until the autoscaler adds nodes (`ray status` shows them)"
+        )
+        return max(1, most, int(slots)), resources, note
+    if gpus > 0 and res.get("GPU", 0) < gpus:
+        raise ConfigError(
+            f"--gpus-per-trial {gpus:g}: the Ray cluster has {res.get('GPU', 0):g} GPUs and no autoscaler; use "
+            f"--gpus-per-trial 0 or --address"
+        )
+    if memory and res.get("memory", 0) < memory:
+        raise ConfigError(
+            f"--memory-per-trial {spec.memory_per_trial:g}: the Ray cluster has "
+            f"{res.get('memory', 0) / GB:.1f} GB of memory for tasks; lower it"
+        )
+    return max(1, int(slots)), resources, ""
 
 
-def _fit(job: Job) -> None:
-    slots, resources = _slots(job.spec)
+def _fit(job: Job, *, probe: bool = True) -> None:
+    slots, resources, scaling = _slots(job.spec, autoscaler=probe)
     max_concurrent = job.max_concurrent or slots  # ray#46965: a searcher without it runs one trial at a time
     trainable = tune.with_resources(tune.with_parameters(run_trial, data=job.data, spec=job.spec), resources)
     loc = job.storage if isinstance(job.storage, Location) else parse_storage(str(job.storage))
@@ -152,6 +177,8 @@ def _fit(job: Job) -> None:
         )
     if job.announce is not None:
         job.announce(max_concurrent)
+    if scaling and job.announce_scaling is not None:
+        job.announce_scaling(scaling)
     tuner.fit()
     # fit() returns after its last experiment snapshot reached storage: no trial needs more than its newest
     prune_to_newest(loc.fs, exp.path)

@@ -152,6 +152,10 @@ def run_sweep(o: SweepOptions) -> SweepResult:
                 flush=True,
             )
 
+    def announce_scaling(line: str) -> None:
+        if not o.quiet:
+            print(f"zsltune: {line}", file=sys.stderr, flush=True)
+
     run_job(
         Job(
             name=sweep_dir.name,
@@ -169,6 +173,7 @@ def run_sweep(o: SweepOptions) -> SweepResult:
             resume=o.resume,
             address=o.address,
             announce=announce,
+            announce_scaling=announce_scaling,
         )
     )
     loc.upload([*UPLOADED, OPTIONS_FILE])  # a remote sweep: its last rows and the final journal
