@@ -141,11 +141,40 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     c.set_defaults(func=_data_check)
 
 
+def _baseline(args: argparse.Namespace) -> int:
+    from zsltune.baseline import run_baseline
+
+    out = run_baseline(
+        args.name, args.dataset, stage=args.stage, data_root=args.data_root, seed=args.seed,
+        data_seed=args.data_seed, variant=args.variant,
+    )  # fmt: skip
+    print(json.dumps({"baseline": args.name, "dataset": args.dataset, "stage": args.stage, **out}, indent=2))
+    return 0
+
+
+def _add_baseline(sub: argparse._SubParsersAction) -> None:
+    from zsltune.baseline import BASELINES
+
+    b = sub.add_parser("baseline", help="run a reference baseline (ESZSL, softmax, f-CLSWGAN, ridge) on a stage")
+    b.add_argument("name", choices=sorted(BASELINES))
+    b.add_argument("--dataset", default="demo", help="demo, a dataset under --data-root, or a directory")
+    b.add_argument("--data-root", default=None)
+    b.add_argument(
+        "--stage", choices=("val", "test"), default="val",
+        help="test: every knob chosen on val first, then frozen (the test stage is loaded only then)",
+    )  # fmt: skip
+    b.add_argument("--variant", default=None, help="clswgan: cpu (default, ~15 min on AWA1 on 2 cores) or paper")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--data-seed", type=int, default=0)
+    b.set_defaults(func=_baseline)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="zsltune", description="Hyperparameter search for zero-shot learning.")
     p.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
-    sub = p.add_subparsers(dest="cmd", required=True, metavar="{run,data,analyze}")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="{run,data,baseline,analyze}")
     _add_data(sub)
+    _add_baseline(sub)
     add_run_parser(sub)
     add_analyze_parser(sub)
     return p

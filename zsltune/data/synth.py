@@ -21,7 +21,9 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +39,35 @@ CLASS_LISTS = (
 )
 
 
+@dataclass(frozen=True)
+class TwinParams:
+    """The generator's knobs for one dataset (one row of :data:`TWINS`); ``difficulty`` scales the first four."""
+
+    jitter: float = 1.0  # per-image attribute jitter, in units of each attribute's between-class sd
+    spread: float = 4.0  # per-image variation of the hidden layer (pose, background: not in the attributes)
+    noise: float = 1.0  # per-feature noise after the second layer
+    own: float = 1.0  # class part the attributes do not explain (u_y)
+    familiar: float = 1.0  # share of an unfamiliar class's own hidden code; the rest is its nearest familiar class's
+    tau: float = 0.005  # temperature of "nearest" (mean squared attribute distance; small: the single nearest)
+
+
+#: per-dataset generator parameters, fitted on AWA1 and CUB against ESZSL and the seen-class softmax (measurements in
+#: benchmarks/README.md, "Calibrated twins"); the other datasets take the row of their kind untouched
+TWINS: dict[str, TwinParams] = {
+    "legacy": TwinParams(),  # generator v5: no seen bias
+    "AWA1": TwinParams(),
+    "CUB": TwinParams(),
+}
+#: which fitted row a dataset without its own takes: coarse-grained (animals, objects) or fine-grained (birds, scenes)
+TWIN_KIND: dict[str, str] = {"AWA2": "AWA1", "APY": "AWA1", "demo": "AWA1", "SUN": "CUB", "FLO": "CUB"}
+GENERATOR_VERSION = 6
+
+
+def twin_params(name: str) -> TwinParams:
+    """The :data:`TWINS` row for a dataset name (its own, else its kind's, else AWA1's)."""
+    return TWINS.get(name) or TWINS[TWIN_KIND.get(name, "AWA1")]
+
+
 def synth_features(
     attributes: np.ndarray,
     labels: np.ndarray,
@@ -45,17 +76,24 @@ def synth_features(
     feature_dim: int = 2048,
     hidden: int = 512,
     difficulty: float = 1.0,
+    params: TwinParams | None = None,
+    unfamiliar: np.ndarray | None = None,
     chunk: int = 8192,
     return_image_attributes: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Features (N, D) float32 for ``labels`` (N,) from class ``attributes`` (C, P).
 
-    ``return_image_attributes=True`` also returns the per-image attribute vectors ``a_img = z_y + j·ε`` (N, P)
-    float32 the features were made from (synthetic captions are written from them); the random stream, and so
-    the features, are the same either way.
+    ``unfamiliar``: class ids the (imagined) backbone was not trained on; each gets ``params.familiar`` of its own
+    hidden class code and the rest from its nearest familiar classes (by attributes), so its images look partly
+    like a familiar class's. ``return_image_attributes=True`` also returns the per-image attribute vectors
+    ``a_img = z_y + j·ε`` (N, P) float32 the features were made from (synthetic captions are written from them);
+    the random stream, and so the features, are the same either way.
     """
     if difficulty < 0:
         raise DataError(f"difficulty must be >= 0, got {difficulty}")
+    tp = params or TWINS["legacy"]
+    if not 0.0 <= tp.familiar <= 1.0 or tp.tau <= 0:
+        raise DataError(f"twin parameters need 0 <= familiar <= 1 and tau > 0, got {tp}")
     rng = np.random.default_rng(seed)
     a = np.asarray(attributes, dtype=np.float64)
     sd = a.std(0)
@@ -63,8 +101,10 @@ def synth_features(
     p = z.shape[1]
     w1 = (rng.standard_normal((p, hidden)) / np.sqrt(p)).astype(np.float32)  # (P, H)
     w2 = (rng.standard_normal((hidden, feature_dim)) * (1.5 / np.sqrt(hidden))).astype(np.float32)  # (H, D)
-    jitter, spread, noise, own = (np.float32(f * difficulty) for f in (1.0, 4.0, 1.0, 1.0))
+    jitter, spread, noise, own = (np.float32(f * difficulty) for f in (tp.jitter, tp.spread, tp.noise, tp.own))
     u = own * rng.standard_normal((z.shape[0], hidden)).astype(np.float32)  # (C, H) class part beyond attributes
+    if unfamiliar is not None and unfamiliar.size and tp.familiar < 1.0:
+        u = _blend_unfamiliar(z, w1, u, unfamiliar, tp)
     out = np.empty((labels.shape[0], feature_dim), dtype=np.float32)
     img_att = np.empty((labels.shape[0], p), dtype=np.float32) if return_image_attributes else None
     for s in range(0, labels.shape[0], chunk):
@@ -77,6 +117,25 @@ def synth_features(
         x += np.float32(noise) * rng.standard_normal(x.shape, dtype=np.float32)
         np.maximum(x, 0.0, out=out[s : s + chunk])
     return (out, img_att) if img_att is not None else out
+
+
+def _blend_unfamiliar(
+    z: np.ndarray, w1: np.ndarray, u: np.ndarray, unfamiliar: np.ndarray, tp: TwinParams
+) -> np.ndarray:
+    """``u`` (C, H) with each unfamiliar class's hidden code ``z_c W1 + u_c`` moved to ``familiar`` of itself plus the
+    rest of its nearest familiar classes' codes (softmax of -distance / tau): what a backbone trained on the familiar
+    classes makes of a new one. This is the seen bias of GZSL benchmarks whose unseen classes were chosen outside the
+    backbone's training classes (Xian et al., 2018, GBU: the proposed splits avoid ImageNet-1K classes)."""
+    fam = np.setdiff1d(np.arange(z.shape[0]), unfamiliar)
+    if fam.size == 0:
+        raise DataError("every class is unfamiliar; a twin needs familiar classes to blend toward")
+    code = z @ w1 + u  # (C, H)
+    d2 = ((z[unfamiliar][:, None, :] - z[fam][None, :, :]) ** 2).mean(-1)  # (U, F)
+    w = np.exp(-(d2 - d2.min(1, keepdims=True)) / tp.tau)
+    w /= w.sum(1, keepdims=True)
+    out = u.copy()
+    out[unfamiliar] = tp.familiar * code[unfamiliar] + (1 - tp.familiar) * (w @ code[fam]) - z[unfamiliar] @ w1
+    return out
 
 
 def _assign(locs: np.ndarray, classes: np.ndarray, rng: np.random.Generator, weights: np.ndarray) -> np.ndarray:
@@ -120,9 +179,12 @@ def synth_like(
     difficulty: float = 1.0,
     feature_dim: int = 2048,
     captions: bool = False,
+    params: TwinParams | None = None,
 ) -> Path:
     """Write a dataset directory ``out`` around the real class side in ``like`` (att_splits.mat, class lists).
 
+    ``params``: the generator's knobs, by default the :data:`TWINS` row of ``like``'s folder name. The classes a
+    search or a rerun evaluates as unseen (test classes, and the val classes of split 1) are the unfamiliar ones.
     ``captions``: also write synthetic per-image captions (``out/text_c10``, :mod:`zsltune.data.text`).
     """
     like, out = Path(like).expanduser(), Path(out).expanduser()
@@ -164,7 +226,12 @@ def synth_like(
     labels[locs["test_unseen_loc"]] = _assign(locs["test_unseen_loc"], unseen, rng, weights[unseen])
     if (labels < 0).any():  # images in no split (none in the real files): give them any class
         labels[labels < 0] = rng.choice(n_cls, size=int((labels < 0).sum()))
-    features, img_att = _features(att, labels, seed=seed + 1, feature_dim=feature_dim, difficulty=difficulty)
+    val_list = _read_list(like / "valclasses1.txt")
+    val = np.array([index[c] for c in val_list if c in index]) if val_list else derive_val_classes(seen, seed=1)
+    features, img_att = _features(
+        att, labels, seed=seed + 1, feature_dim=feature_dim, difficulty=difficulty,
+        params=params or twin_params(like.name), unfamiliar=np.union1d(unseen, val),
+    )  # fmt: skip
     image_files = [f"synthetic/{names[c]}/{i + 1:06d}.jpg" for i, c in enumerate(labels)]
 
     if out.resolve() != like.resolve():
@@ -178,7 +245,7 @@ def synth_like(
     return out
 
 
-def _features(att: np.ndarray, labels: np.ndarray, **kw: float) -> tuple[np.ndarray, np.ndarray]:
+def _features(att: np.ndarray, labels: np.ndarray, **kw: Any) -> tuple[np.ndarray, np.ndarray]:
     features, img_att = synth_features(att, labels, return_image_attributes=True, **kw)  # type: ignore[misc,arg-type]
     return features, img_att
 
@@ -200,8 +267,12 @@ def synth_fresh(
     feature_dim: int = 2048,
     unseen_share: float = 0.2,
     captions: bool = False,
+    params: TwinParams | None = None,
 ) -> Path:
     """Write a fully synthetic dataset directory (class side and features) with ``classes`` classes.
+
+    ``params``: the generator's knobs (default: the legacy row, no seen bias); unseen and val classes are the
+    unfamiliar ones, as in :func:`synth_like`.
 
     ``captions``: also write synthetic per-image captions (``out/text_c10``, :mod:`zsltune.data.text`).
     """
@@ -252,7 +323,10 @@ def synth_fresh(
     }
     for fname, ids in lists.items():
         (out / fname).write_text("".join(f"{names[i]}\n" for i in ids), encoding="utf-8")
-    features, img_att = _features(att, labels, seed=seed + 1, feature_dim=feature_dim, difficulty=difficulty)
+    features, img_att = _features(
+        att, labels, seed=seed + 1, feature_dim=feature_dim, difficulty=difficulty, params=params,
+        unfamiliar=np.union1d(unseen, val),
+    )  # fmt: skip
     image_files = [f"synthetic/{names[c]}/{i + 1:06d}.jpg" for i, c in enumerate(labels)]
     _write(out, features, labels, image_files)
     if captions:
@@ -279,7 +353,7 @@ def cached_synth_like(like: str | Path, *, seed: int = 0, difficulty: float = 1.
     bit-identically, with them).
     """
     like = Path(like).expanduser()
-    out = cache_dir() / "synth" / f"{like.name}-{class_side_key(like, f'{seed}:{difficulty}:v4')}"
+    out = cache_dir() / "synth" / f"{like.name}-{class_side_key(like, f'{seed}:{difficulty}:v{GENERATOR_VERSION}')}"
     if not (out / "res101.mat").is_file() or (captions and not (out / "text_c10").is_dir()):
         synth_like(like, out, seed=seed, difficulty=difficulty, captions=captions)
     return out

@@ -1,0 +1,129 @@
+"""Calibrated twins: reference baselines on each synthetic twin's test stage beside their published numbers.
+
+    python -m benchmarks.calibration [--quick] [--datasets AWA1 CUB] [--clswgan]
+
+A twin is what ``zsltune data synth --like`` writes around a real class side (:data:`zsltune.data.synth.TWINS`).
+Its parameters are fitted on AWA1 and CUB only, against ESZSL and the seen-class softmax; AWA2, SUN and APY are
+reported untouched. f-CLSWGAN (CPU variant) is a check, never fitted to. Every knob (ESZSL's γ, λ; the softmax's
+weight decay; calibrated stacking's offset) is chosen on the twin's val stage and frozen for its test stage.
+Published figures: Xian et al. (2018, GBU) for ESZSL's ZSL top-1; Zhang & Shi (2019, CRnet) Table 1 for GZSL S, U
+and H of ESZSL and CONSE and for f-CLSWGAN's H (Xian et al., 2018b).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks._bench_util import default_data_root
+
+#: published numbers on the real datasets (%): ESZSL ZSL top-1, S, U, H; CONSE's S (a softmax over seen classes);
+#: f-CLSWGAN's H (None: not published)
+PUBLISHED: dict[str, dict[str, float | None]] = {
+    "AWA1": {"eszsl zsl_top1": 58.2, "eszsl S": 75.6, "eszsl U": 6.6, "eszsl H": 12.1, "softmax S": 88.6,
+             "clswgan H": 59.6},
+    "AWA2": {"eszsl zsl_top1": 58.6, "eszsl S": 77.8, "eszsl U": 5.9, "eszsl H": 11.0, "softmax S": 90.6,
+             "clswgan H": None},
+    "CUB": {"eszsl zsl_top1": 53.9, "eszsl S": 63.8, "eszsl U": 12.6, "eszsl H": 21.0, "softmax S": 72.2,
+            "clswgan H": 49.7},
+    "SUN": {"eszsl zsl_top1": 54.5, "eszsl S": 27.9, "eszsl U": 11.0, "eszsl H": 15.8, "softmax S": 39.9,
+            "clswgan H": 39.4},
+    "APY": {"eszsl zsl_top1": 38.3, "eszsl S": 70.1, "eszsl U": 2.4, "eszsl H": 4.6, "softmax S": 91.2,
+            "clswgan H": None},
+}  # fmt: skip
+#: written before fitting (points): a twin matches where every figure is within its tolerance
+TOLERANCE: dict[str, float] = {
+    "eszsl zsl_top1": 5.0,
+    "eszsl S": 5.0,
+    "eszsl U": 4.0,
+    "softmax S": 4.0,
+    "clswgan H": 10.0,
+}
+FITTED = ("AWA1", "CUB")
+
+
+def measure(name: str, *, data_root: str, seed: int = 0, clswgan: bool = False) -> dict[str, float]:
+    """The twin's test-stage figures (%), knobs from its val stage."""
+    from zsltune.baseline import baseline_report
+    from zsltune.data import load_stage
+
+    root = Path(data_root) / name
+    val = load_stage(str(root), "val", seed=seed)
+
+    def test() -> Any:
+        return load_stage(str(root), "test", seed=seed)
+
+    out: dict[str, float] = {}
+    e = baseline_report("eszsl", val, test)
+    out |= {f"eszsl {k}": 100 * e[k] for k in ("zsl_top1", "S", "U", "H", "H_cal")}
+    out["softmax S"] = 100 * baseline_report("softmax", val, test)["S"]
+    if clswgan:
+        g = baseline_report("clswgan", val, test, seed=seed, variant="cpu")
+        out |= {f"clswgan {k}": 100 * g[k] for k in ("zsl_top1", "S", "U", "H")}
+    return out
+
+
+def verdicts(name: str, got: dict[str, float]) -> dict[str, str]:
+    """'ok' / 'off by X' per published figure with a tolerance; f-CLSWGAN also needs H above twice ESZSL's."""
+    out = {}
+    for key, tol in TOLERANCE.items():
+        pub = PUBLISHED[name].get(key)
+        if pub is None or key not in got:
+            continue
+        d = got[key] - pub
+        out[key] = "ok" if abs(d) <= tol else f"off by {d:+.1f}"
+    if "clswgan H" in got and got["clswgan H"] <= 2 * got["eszsl H"]:
+        out["clswgan H > 2x eszsl H"] = "no"
+    return out
+
+
+def table(rows: dict[str, dict[str, float]]) -> str:
+    keys = ["eszsl zsl_top1", "eszsl S", "eszsl U", "eszsl H", "softmax S", "clswgan H"]
+    lines = ["| dataset | " + " | ".join(f"{k} twin / paper" for k in keys) + " | verdict |",
+             "|---|" + "---|" * (len(keys) + 1)]  # fmt: skip
+    for name, got in rows.items():
+        cells = []
+        for k in keys:
+            pub = PUBLISHED[name].get(k)
+            g = got.get(k, math.nan)
+            cells.append(f"{g:.1f} / {pub:.1f}" if pub is not None else f"{g:.1f} / -")
+        v = verdicts(name, got)
+        bad = [f"{k} {x}" for k, x in v.items() if x != "ok"]
+        tag = (
+            ("fitted" if name in FITTED else "untouched")
+            + ": "
+            + ("all within tolerance" if not bad else "; ".join(bad))
+        )
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {tag} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--datasets", nargs="+", default=list(PUBLISHED))
+    p.add_argument("--data-root", default=default_data_root())
+    p.add_argument("--clswgan", action="store_true", help="also the CPU f-CLSWGAN (about 15 minutes a dataset)")
+    p.add_argument("--json", type=Path, default=None)
+    args = p.parse_args(argv)
+    t0 = time.time()
+    rows = {}
+    for name in args.datasets:
+        rows[name] = measure(
+            name, data_root=args.data_root, clswgan=args.clswgan and PUBLISHED[name]["clswgan H"] is not None
+        )
+        print(name, json.dumps({k: round(v, 1) for k, v in rows[name].items()}), flush=True)
+    print(table(rows))
+    print(f"calibration: {time.time() - t0:.0f} s")
+    if args.json:
+        args.json.write_text(
+            json.dumps({"rows": rows, "verdicts": {n: verdicts(n, r) for n, r in rows.items()}}, indent=2)
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
