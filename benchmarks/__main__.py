@@ -10,7 +10,8 @@ N concurrent trials), ``image-memory`` (copies of the decoded images held by N i
 overhead per epoch), ``loader`` (the image cache vs decoding), ``steps`` (one training step of every registered
 method, CPU and where CUDA exists GPU), ``replay`` (search efficiency of five strategies on the recorded CRnet pool,
 :mod:`benchmarks.replay`), ``live`` (full suite only: TPE + ASHA vs random search for real on a small budget, next
-to what the replay predicts for them).
+to what the replay predicts for them), ``calibration`` (ESZSL, the seen-class softmax and, full suite only, the CPU
+f-CLSWGAN on each synthetic twin beside their published numbers, :mod:`benchmarks.calibration`).
 """
 
 from __future__ import annotations
@@ -177,6 +178,10 @@ PIECES = [
     Piece(
         "loader", "images a trial reads per second: the node's decoded cache vs decoding every JPEG",
         script("bench_image_loader.py", ["--quick"], [], {}),
+    ),
+    Piece(
+        "calibration", "reference baselines on each twin's test stage within tolerance of their published numbers",
+        script("calibration.py", ["--datasets", "AWA1", "CUB"], ["--clswgan"], {}),
     ),
     Piece("steps", "every method's training step, CPU and (where lent) GPU", steps_piece),
     Piece("replay", "TPE + ASHA reaches random search's best validation H at <= 25% of its compute", replay_piece),

@@ -67,6 +67,34 @@ def measure(name: str, *, data_root: str, seed: int = 0, clswgan: bool = False) 
     return out
 
 
+def sweep(name: str, grid: dict[str, list[float]], *, data_root: str, seed: int = 0) -> list[dict[str, float]]:
+    """The twin's figures for every combination of ``grid`` (TwinParams fields -> values) over ``name``'s row: the
+    table that shows which targets a knob trades against which."""
+    import dataclasses
+    import itertools
+    import tempfile
+
+    from zsltune.baseline import baseline_report
+    from zsltune.data import build_stage, load_dataset, synth_like
+    from zsltune.data.synth import twin_params
+
+    rows = []
+    base = twin_params(name)
+    keys = list(grid)
+    for values in itertools.product(*(grid[k] for k in keys)):
+        params = dataclasses.replace(base, **dict(zip(keys, values, strict=True)))
+        with tempfile.TemporaryDirectory() as tmp:
+            ds = load_dataset(synth_like(Path(data_root) / name, Path(tmp) / name, seed=seed, params=params))
+        val, test = build_stage(ds, "val", seed=seed), build_stage(ds, "test", seed=seed)
+        e = baseline_report("eszsl", val, test)
+        row = dict(zip(keys, values, strict=True))
+        row |= {f"eszsl {k}": round(100 * e[k], 1) for k in ("zsl_top1", "S", "U", "H", "H_cal")}
+        row["softmax S"] = round(100 * baseline_report("softmax", val, test)["S"], 1)
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
+
+
 def verdicts(name: str, got: dict[str, float]) -> dict[str, str]:
     """'ok' / 'off by X' per published figure with a tolerance; f-CLSWGAN also needs H above twice ESZSL's."""
     out = {}
@@ -108,8 +136,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-root", default=default_data_root())
     p.add_argument("--clswgan", action="store_true", help="also the CPU f-CLSWGAN (about 15 minutes a dataset)")
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument(
+        "--sweep", nargs="+", metavar="KNOB=V1,V2", default=None,
+        help="instead: the figures over a grid of generator knobs (TwinParams fields) on each --datasets twin",
+    )  # fmt: skip
     args = p.parse_args(argv)
     t0 = time.time()
+    if args.sweep:
+        grid = {k: [float(v) for v in vs.split(",")] for k, vs in (a.split("=", 1) for a in args.sweep)}
+        out = {name: sweep(name, grid, data_root=args.data_root) for name in args.datasets}
+        if args.json:
+            args.json.write_text(json.dumps(out, indent=2))
+        return 0
     rows = {}
     for name in args.datasets:
         rows[name] = measure(

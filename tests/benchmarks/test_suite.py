@@ -131,3 +131,20 @@ def test_fixed_size_space_is_a_valid_space(tmp_path: Path) -> None:
     space = load_space(str(fixed_size_space(tmp_path)))
     assert not {"K", "hidden", "batch_size"} & {p.name for p in space.params}
     assert all("hidden" not in v for v in space.profiles.values())
+
+
+def test_calibration_table_on_a_tiny_twin(tmp_path: Path) -> None:
+    """The calibration piece on a tiny class side (only att_splits.mat and class lists: a twin is generated), its
+    verdicts computed against the published figures of the row it is reported under."""
+    from benchmarks import calibration
+    from zsltune.data import synth_fresh
+
+    root = tmp_path / "root"
+    synth_fresh(root / "AWA1", classes=30, attributes=16, images=1500, feature_dim=32, seed=0)
+    (root / "AWA1" / "res101.mat").unlink()
+    got = calibration.measure("AWA1", data_root=str(root))
+    assert {"eszsl zsl_top1", "eszsl S", "eszsl U", "softmax S"} <= set(got)
+    assert all(0 <= v <= 100 for v in got.values())
+    v = calibration.verdicts("AWA1", got)
+    assert set(v) == {"eszsl zsl_top1", "eszsl S", "eszsl U", "softmax S"}
+    assert "| AWA1 |" in calibration.table({"AWA1": got})
