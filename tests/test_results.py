@@ -72,6 +72,8 @@ def test_checkpoint_pruner_keeps_newest_and_recent(tmp_path: Path) -> None:
     import time
     from types import SimpleNamespace
 
+    import pyarrow.fs as pafs
+
     from zsltune.sweep.callbacks import CheckpointPruner
 
     now = time.time()
@@ -79,8 +81,10 @@ def test_checkpoint_pruner_keeps_newest_and_recent(tmp_path: Path) -> None:
         d = tmp_path / f"checkpoint_{i:06d}"
         d.mkdir()
         os.utime(d, (now - age, now - age))
-    CheckpointPruner(keep=2, min_age_s=60).on_checkpoint(0, [], SimpleNamespace(path=str(tmp_path)), None)
+    storage = SimpleNamespace(storage_filesystem=pafs.LocalFileSystem(), trial_fs_path=str(tmp_path))
+    trial = SimpleNamespace(storage=storage)
+    CheckpointPruner(keep=2, min_age_s=60).on_checkpoint(0, [], trial, None)
     # the newest two stay; of the rest, only those younger than 60 s (none here but 000003) survive
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_000003", "checkpoint_000004"]
-    CheckpointPruner(keep=1, min_age_s=60).on_checkpoint(0, [], SimpleNamespace(path=str(tmp_path)), None)
+    CheckpointPruner(keep=1, min_age_s=60).on_checkpoint(0, [], trial, None)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_000003", "checkpoint_000004"]  # 000003 is young
