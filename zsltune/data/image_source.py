@@ -247,9 +247,10 @@ def resolve_parts_images(name: str, data_root: str | None, seed: int) -> Path:
 
 def _synth_parts(like: Path, seed: int, tag: str) -> Path:
     from zsltune.data.synth import class_side_key
-    from zsltune.data.synth_images import synth_images
+    from zsltune.data.synth_images import PARTS_VERSION, synth_images
 
-    out = cache_dir() / "synth" / f"parts-{tag}-{class_side_key(like, f'{seed}:{DEMO_PARTS_SIZE}:v1')}"
+    key = class_side_key(like, f"{seed}:{DEMO_PARTS_SIZE}:v{PARTS_VERSION}")  # a new design is a new entry
+    out = cache_dir() / "synth" / f"parts-{tag}-{key}"
     if not (out / "res101.mat").is_file():
         synth_images(out, kind="parts", like=like, seed=seed, **DEMO_PARTS_SIZE)
     return out
