@@ -2,18 +2,19 @@
 
 Real ResNet-101 features cannot be downloaded here, so zsltune writes ``res101.mat`` itself, either around a real
 ``att_splits.mat`` (same N, locs, classes and seen/unseen split) or for a fully synthetic class side. Each image's
-feature is a fixed random two-layer map of its class's attributes, a class-specific part the attributes do not
-explain, and per-image variation::
+feature is a fixed random two-layer map of a hidden code: its class's attributes, a class part the attributes do not
+explain, a share of a similar class's code, and per-image variation::
 
-    x = relu(tanh((z_y + j·ε) W1 + u_y + k·η) W2 + n·ε')     z_y = attributes of class y, standardised per attribute
+    x = relu(tanh((1-m)·c_y + m·c_y' + j·ε W1 + k·η) W2 + n·ε')     c_y = z_y W1 + u_y,  m ~ U(0, mix)
 
-``u_y`` (one random vector per class) is what real classes have beyond their attributes: it keeps seen classes
-well separated (as ResNet features are) while making unseen ones only partly predictable from attributes. ``j``
-(attribute jitter), ``k`` (per-image hidden variation), ``n`` (feature noise) and the scale of ``u`` grow with
-``difficulty`` (1, 4, 1 and 1 at difficulty 1). At
-difficulty 1 on synthetic AWA2's test stage, a nearest-class-mean classifier gets seen accuracy ~0.99 and the
-closed-form ridge baseline (:mod:`zsltune.baseline`) ZSL top-1 ~0.50, U ~0.20, S ~0.71, H ~0.31: close to linear
-baselines on the real features (ESZSL: ZSL 0.59, U 0.06, S 0.78), with room for methods to show what they add.
+``z_y``: class y's attributes, standardised per attribute. ``u_y``: what a class has beyond its attributes; for an
+unfamiliar class (the test classes, which GZSL benchmarks keep outside the backbone's training classes) it is taken
+from its nearest familiar classes by attributes, so a linear map fitted on seen classes scores its images as those
+(the seen bias) while a model of ``u`` as a function of the attributes can still recover it. ``y'``: a familiar
+class drawn by attribute similarity (look-alikes, context), which makes seen classes confusable as real ones are.
+``j`` (attribute jitter), ``k`` (hidden variation), ``n`` (feature noise) and the scale of ``u`` grow with
+``difficulty``. The knobs per dataset are :data:`TWINS`, fitted on AWA1 and CUB so that ESZSL and a seen-class
+softmax land near their published numbers (``python -m benchmarks --only calibration``; benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -48,19 +49,24 @@ class TwinParams:
     noise: float = 1.0  # per-feature noise after the second layer
     own: float = 1.0  # class part the attributes do not explain (u_y)
     familiar: float = 1.0  # share of an unfamiliar class's own hidden code; the rest is its nearest familiar class's
+    familiar_val: float | None = None  # the same for the val classes of split 1 (None: as ``familiar``)
     tau: float = 0.005  # temperature of "nearest" (mean squared attribute distance; small: the single nearest)
+    mix: float = 0.0  # per image, up to this share of its hidden code comes from a similar class (confusable images)
+    mix_tau: float = 0.5  # temperature of "similar" for ``mix`` (mean squared attribute distance)
 
 
 #: per-dataset generator parameters, fitted on AWA1 and CUB against ESZSL and the seen-class softmax (measurements in
 #: benchmarks/README.md, "Calibrated twins"); the other datasets take the row of their kind untouched
 TWINS: dict[str, TwinParams] = {
     "legacy": TwinParams(),  # generator v5: no seen bias
-    "AWA1": TwinParams(),
-    "CUB": TwinParams(),
+    "AWA1": TwinParams(jitter=1.0, spread=2.0, own=4.0, familiar=0.0, familiar_val=1.0, tau=0.05, mix=0.6),
+    "CUB": TwinParams(jitter=0.1, spread=0.25, own=0.75, familiar=0.0, familiar_val=1.0, tau=0.05, mix=0.7),
+    # the demo's val stage is what its sweeps see, so its val classes are as unfamiliar as its test classes
+    "demo": TwinParams(jitter=1.0, spread=2.0, own=1.0, familiar=0.0, familiar_val=0.0, tau=0.05, mix=0.6),
 }
 #: which fitted row a dataset without its own takes: coarse-grained (animals, objects) or fine-grained (birds, scenes)
-TWIN_KIND: dict[str, str] = {"AWA2": "AWA1", "APY": "AWA1", "demo": "AWA1", "SUN": "CUB", "FLO": "CUB"}
-GENERATOR_VERSION = 6
+TWIN_KIND: dict[str, str] = {"AWA2": "AWA1", "APY": "AWA1", "SUN": "CUB", "FLO": "CUB"}
+GENERATOR_VERSION = 7
 
 
 def twin_params(name: str) -> TwinParams:
@@ -78,22 +84,24 @@ def synth_features(
     difficulty: float = 1.0,
     params: TwinParams | None = None,
     unfamiliar: np.ndarray | None = None,
+    validation: np.ndarray | None = None,
     chunk: int = 8192,
     return_image_attributes: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Features (N, D) float32 for ``labels`` (N,) from class ``attributes`` (C, P).
 
-    ``unfamiliar``: class ids the (imagined) backbone was not trained on; each gets ``params.familiar`` of its own
-    hidden class code and the rest from its nearest familiar classes (by attributes), so its images look partly
-    like a familiar class's. ``return_image_attributes=True`` also returns the per-image attribute vectors
-    ``a_img = z_y + j·ε`` (N, P) float32 the features were made from (synthetic captions are written from them);
-    the random stream, and so the features, are the same either way.
+    ``unfamiliar``: class ids the (imagined) backbone was not trained on; each keeps ``params.familiar`` of its own
+    class part ``u`` and takes the rest from its nearest familiar classes (by attributes), so its images look partly
+    like a familiar class's. ``validation``: the val classes, unfamiliar with ``params.familiar_val``.
+    ``return_image_attributes=True`` also returns the per-image attribute vectors ``a_img`` (N, P) float32 the
+    features were made from (synthetic captions are written from them); the random stream is the same either way.
     """
     if difficulty < 0:
         raise DataError(f"difficulty must be >= 0, got {difficulty}")
     tp = params or TWINS["legacy"]
-    if not 0.0 <= tp.familiar <= 1.0 or tp.tau <= 0:
-        raise DataError(f"twin parameters need 0 <= familiar <= 1 and tau > 0, got {tp}")
+    fv = tp.familiar if tp.familiar_val is None else tp.familiar_val
+    if not all(0.0 <= v <= 1.0 for v in (tp.familiar, fv, tp.mix)) or tp.tau <= 0 or tp.mix_tau <= 0:
+        raise DataError(f"twin parameters need 0 <= familiar, mix <= 1 and tau, mix_tau > 0, got {tp}")
     rng = np.random.default_rng(seed)
     a = np.asarray(attributes, dtype=np.float64)
     sd = a.std(0)
@@ -103,38 +111,64 @@ def synth_features(
     w2 = (rng.standard_normal((hidden, feature_dim)) * (1.5 / np.sqrt(hidden))).astype(np.float32)  # (H, D)
     jitter, spread, noise, own = (np.float32(f * difficulty) for f in (tp.jitter, tp.spread, tp.noise, tp.own))
     u = own * rng.standard_normal((z.shape[0], hidden)).astype(np.float32)  # (C, H) class part beyond attributes
-    if unfamiliar is not None and unfamiliar.size and tp.familiar < 1.0:
-        u = _blend_unfamiliar(z, w1, u, unfamiliar, tp)
+    held = [c for c in (unfamiliar, validation) if c is not None]
+    fam = np.setdiff1d(np.arange(z.shape[0]), np.concatenate(held)) if held else np.arange(z.shape[0])
+    for classes, share in ((unfamiliar, tp.familiar), (validation, fv)):
+        if classes is not None and classes.size and share < 1.0:
+            u = _blend_unfamiliar(z, u, classes, fam, share=share, tau=tp.tau)
+    code = z @ w1 + u  # (C, H) each class's hidden code
+    similar = _similar_cdf(z, tp.mix_tau, exclude=unfamiliar) if tp.mix > 0 else None  # (C, C)
     out = np.empty((labels.shape[0], feature_dim), dtype=np.float32)
     img_att = np.empty((labels.shape[0], p), dtype=np.float32) if return_image_attributes else None
     for s in range(0, labels.shape[0], chunk):
         y = labels[s : s + chunk]
-        a_img = z[y] + jitter * rng.standard_normal((y.shape[0], p), dtype=np.float32)  # (n, P)
+        eps = jitter * rng.standard_normal((y.shape[0], p), dtype=np.float32)  # (n, P)
+        if similar is None:
+            a_img, h = z[y] + eps, code[y] + eps @ w1
+        else:  # an image shows m of a similar class y2 (pose, context, look-alikes): what keeps real classes apart
+            y2 = (similar[y] < rng.random((y.shape[0], 1), dtype=np.float32)).sum(1)  # (n,)
+            m = (np.float32(tp.mix) * rng.random(y.shape[0], dtype=np.float32))[:, None]  # (n, 1)
+            a_img = (1 - m) * z[y] + m * z[y2] + eps
+            h = (1 - m) * code[y] + m * code[y2] + eps @ w1
         if img_att is not None:
             img_att[s : s + chunk] = a_img
-        h = a_img @ w1 + u[y] + spread * rng.standard_normal((y.shape[0], hidden), dtype=np.float32)  # (n, H)
+        h += spread * rng.standard_normal((y.shape[0], hidden), dtype=np.float32)  # (n, H)
         x = np.tanh(h) @ w2  # (n, D)
         x += np.float32(noise) * rng.standard_normal(x.shape, dtype=np.float32)
         np.maximum(x, 0.0, out=out[s : s + chunk])
     return (out, img_att) if img_att is not None else out
 
 
+def _similar_cdf(z: np.ndarray, tau: float, *, exclude: np.ndarray | None = None) -> np.ndarray:
+    """(C, C) cumulative probabilities of drawing another class, by attribute similarity (softmax of -distance / tau),
+    never itself nor an ``exclude`` class (look-alikes come from the classes the backbone was trained on)."""
+    d2 = ((z[:, None, :] - z[None, :, :]) ** 2).mean(-1)  # (C, C)
+    np.fill_diagonal(d2, np.inf)
+    if exclude is not None and len(exclude):
+        d2[:, exclude] = np.inf
+    w = np.exp(-(d2 - d2.min(1, keepdims=True)) / tau)
+    w /= w.sum(1, keepdims=True)
+    cdf = np.cumsum(w, 1).astype(np.float32)
+    cdf[:, -1] = 1.0
+    return cdf
+
+
 def _blend_unfamiliar(
-    z: np.ndarray, w1: np.ndarray, u: np.ndarray, unfamiliar: np.ndarray, tp: TwinParams
+    z: np.ndarray, u: np.ndarray, unfamiliar: np.ndarray, fam: np.ndarray, *, share: float, tau: float
 ) -> np.ndarray:
-    """``u`` (C, H) with each unfamiliar class's hidden code ``z_c W1 + u_c`` moved to ``familiar`` of itself plus the
-    rest of its nearest familiar classes' codes (softmax of -distance / tau): what a backbone trained on the familiar
-    classes makes of a new one. This is the seen bias of GZSL benchmarks whose unseen classes were chosen outside the
-    backbone's training classes (Xian et al., 2018, GBU: the proposed splits avoid ImageNet-1K classes)."""
-    fam = np.setdiff1d(np.arange(z.shape[0]), unfamiliar)
+    """``u`` (C, H) with each unfamiliar class's part beyond its attributes, ``u_c``, moved to ``share`` of itself
+    plus the rest from its nearest familiar classes' (softmax of -distance / tau); its attribute part ``z_c W1`` stays.
+    A backbone trained on the familiar classes sees a new class through the features of the familiar ones it resembles,
+    so a linear map fitted on seen classes scores its images as those (the seen bias of GZSL; Xian et al., 2018, GBU:
+    the proposed splits keep the unseen classes out of ImageNet-1K), while the part is still a function of the
+    attributes that a generator conditioned on them can learn."""
     if fam.size == 0:
         raise DataError("every class is unfamiliar; a twin needs familiar classes to blend toward")
-    code = z @ w1 + u  # (C, H)
     d2 = ((z[unfamiliar][:, None, :] - z[fam][None, :, :]) ** 2).mean(-1)  # (U, F)
-    w = np.exp(-(d2 - d2.min(1, keepdims=True)) / tp.tau)
+    w = np.exp(-(d2 - d2.min(1, keepdims=True)) / tau)
     w /= w.sum(1, keepdims=True)
     out = u.copy()
-    out[unfamiliar] = tp.familiar * code[unfamiliar] + (1 - tp.familiar) * (w @ code[fam]) - z[unfamiliar] @ w1
+    out[unfamiliar] = share * u[unfamiliar] + (1 - share) * (w @ u[fam])
     return out
 
 
@@ -230,7 +264,7 @@ def synth_like(
     val = np.array([index[c] for c in val_list if c in index]) if val_list else derive_val_classes(seen, seed=1)
     features, img_att = _features(
         att, labels, seed=seed + 1, feature_dim=feature_dim, difficulty=difficulty,
-        params=params or twin_params(like.name), unfamiliar=np.union1d(unseen, val),
+        params=params or twin_params(like.name), unfamiliar=unseen, validation=np.setdiff1d(val, unseen),
     )  # fmt: skip
     image_files = [f"synthetic/{names[c]}/{i + 1:06d}.jpg" for i, c in enumerate(labels)]
 
@@ -325,7 +359,7 @@ def synth_fresh(
         (out / fname).write_text("".join(f"{names[i]}\n" for i in ids), encoding="utf-8")
     features, img_att = _features(
         att, labels, seed=seed + 1, feature_dim=feature_dim, difficulty=difficulty, params=params,
-        unfamiliar=np.union1d(unseen, val),
+        unfamiliar=unseen, validation=np.setdiff1d(val, unseen),
     )  # fmt: skip
     image_files = [f"synthetic/{names[c]}/{i + 1:06d}.jpg" for i, c in enumerate(labels)]
     _write(out, features, labels, image_files)
