@@ -215,7 +215,7 @@ PIECES = [
     ),
     Piece(
         "calibration", "reference baselines on each twin's test stage within tolerance of their published numbers",
-        script("calibration.py", ["--datasets", "AWA1", "CUB"], ["--clswgan"], {}),
+        script("calibration.py", ["--datasets", "AWA1", "CUB", "--demo"], ["--clswgan", "--demo"], {}),
     ),
     Piece("part-code", "the part images' planted code carries the class attributes: LOCO R² >= 0.5 and ridge ZSL "
           "top-1 >= 0.5 on AWA2's val stage", part_code_piece),

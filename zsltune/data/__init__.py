@@ -9,7 +9,15 @@ import sys
 from pathlib import Path
 
 from zsltune.data.protocol import STAGES, Stage, StageData, build_stage
-from zsltune.data.synth import GENERATOR_VERSION, TWINS, cache_dir, cached_synth_like, synth_fresh, synth_like
+from zsltune.data.synth import (
+    GENERATOR_VERSION,
+    TWINS,
+    cache_dir,
+    cached_synth_like,
+    params_key,
+    synth_fresh,
+    synth_like,
+)
 from zsltune.data.xlsa17 import ATTRIBUTE_KINDS, AttributeKind, Dataset, load_dataset
 from zsltune.errors import DataError
 
@@ -52,7 +60,7 @@ def resolve_dataset(
     with ``captions``, synthetic per-image captions too.
     """
     if name == DEMO:
-        out = cache_dir() / "synth" / f"demo-{seed}-v{GENERATOR_VERSION}"
+        out = cache_dir() / "synth" / f"demo-{seed}-v{GENERATOR_VERSION}-{params_key(TWINS[DEMO])}"
         if not (out / "res101.mat").is_file() or (captions and not (out / "text_c10").is_dir()):
             synth_fresh(out, seed=seed, captions=captions, params=TWINS[DEMO], **DEMO_SIZE)
         return out
