@@ -139,16 +139,23 @@ def synth_features(
     return (out, img_att) if img_att is not None else out
 
 
-def _similar_cdf(z: np.ndarray, tau: float, *, exclude: np.ndarray | None = None) -> np.ndarray:
-    """(C, C) cumulative probabilities of drawing another class, by attribute similarity (softmax of -distance / tau),
-    never itself nor an ``exclude`` class (look-alikes come from the classes the backbone was trained on)."""
-    d2 = ((z[:, None, :] - z[None, :, :]) ** 2).mean(-1)  # (C, C)
-    np.fill_diagonal(d2, np.inf)
-    if exclude is not None and len(exclude):
-        d2[:, exclude] = np.inf
+def _softmin(zq: np.ndarray, zc: np.ndarray, tau: float, *, ban: np.ndarray | None = None) -> np.ndarray:
+    """(Q, K) weights of each query class over candidate classes, by attribute distance (softmax of -mean squared
+    distance / tau); ``ban`` (Q, K) bool marks pairs that get no weight."""
+    d2 = ((zq[:, None, :] - zc[None, :, :]) ** 2).mean(-1)  # (Q, K)
+    if ban is not None:
+        d2[ban] = np.inf
     w = np.exp(-(d2 - d2.min(1, keepdims=True)) / tau)
-    w /= w.sum(1, keepdims=True)
-    cdf = np.cumsum(w, 1).astype(np.float32)
+    return w / w.sum(1, keepdims=True)
+
+
+def _similar_cdf(z: np.ndarray, tau: float, *, exclude: np.ndarray | None = None) -> np.ndarray:
+    """(C, C) cumulative probabilities of drawing another class, by attribute similarity, never itself nor an
+    ``exclude`` class (look-alikes come from the classes the backbone was trained on)."""
+    ban = np.eye(z.shape[0], dtype=bool)
+    if exclude is not None and len(exclude):
+        ban[:, exclude] = True
+    cdf = np.cumsum(_softmin(z, z, tau, ban=ban), 1).astype(np.float32)
     cdf[:, -1] = 1.0
     return cdf
 
@@ -164,9 +171,7 @@ def _blend_unfamiliar(
     attributes that a generator conditioned on them can learn."""
     if fam.size == 0:
         raise DataError("every class is unfamiliar; a twin needs familiar classes to blend toward")
-    d2 = ((z[unfamiliar][:, None, :] - z[fam][None, :, :]) ** 2).mean(-1)  # (U, F)
-    w = np.exp(-(d2 - d2.min(1, keepdims=True)) / tau)
-    w /= w.sum(1, keepdims=True)
+    w = _softmin(z[unfamiliar], z[fam], tau)  # (U, F)
     out = u.copy()
     out[unfamiliar] = share * u[unfamiliar] + (1 - share) * (w @ u[fam])
     return out
