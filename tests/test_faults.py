@@ -11,9 +11,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 from _procs import check_exactly_once, kill_group, read_parquet, run_cmd, wait_for
 
 from zsltune.results import EPOCHS_FILE, TRIALS_FILE
+from zsltune.sweep.trial import CHECKPOINT_FILE
 
 
 @pytest.mark.slow
@@ -114,3 +116,5 @@ def test_driver_killed_after_an_end_of_trial_prune_resumes_losing_and_doubling_n
         assert _checkpoints(sweep, tid) == pruned[tid]  # its one checkpoint, untouched
     for tid in trials.trial_id:  # the sweep's end left every trial its newest checkpoint only
         assert _checkpoints(sweep, tid) == [f"checkpoint_{epochs - 1:06d}"], (tid, _checkpoints(sweep, tid))
+        kept = torch.load(sweep / f"trial_{tid}" / _checkpoints(sweep, tid)[0] / CHECKPOINT_FILE, weights_only=False)
+        assert kept["trainer"]["weights_only"] and set(kept["trainer"]["state"]) == set(kept["trainer"]["modules"])

@@ -162,6 +162,29 @@ def test_checkpoint_round_trip_resumes_bit_identically(stage: StageData) -> None
     assert a.evaluate() == b.evaluate()
 
 
+def test_slimmed_checkpoint_keeps_the_model_and_drops_the_optimiser(stage: StageData, tmp_path: Path) -> None:
+    import pyarrow.fs as pafs
+
+    from zsltune.sweep.callbacks import slim_checkpoint
+    from zsltune.sweep.trial import CHECKPOINT_FILE
+
+    a = CRnet(SMALL, stage, seed=3)
+    a.fit_epoch()
+    (d := tmp_path / "checkpoint_000000").mkdir()
+    torch.save({"trainer": a.state_dict(), "device_s": 1.0, "restores": 0}, d / CHECKPOINT_FILE)
+    full = (d / CHECKPOINT_FILE).stat().st_size
+    assert slim_checkpoint(pafs.LocalFileSystem(), str(d))
+    assert not slim_checkpoint(pafs.LocalFileSystem(), str(d))  # already slim: left as it is
+    assert sorted(p.name for p in d.iterdir()) == [CHECKPOINT_FILE]  # the temporary file was moved over it
+    state = torch.load(d / CHECKPOINT_FILE, weights_only=False)
+    assert set(state["trainer"]["state"]) == {"model"} and (d / CHECKPOINT_FILE).stat().st_size < 0.6 * full
+    b = CRnet(SMALL, stage, seed=99)
+    b.load_state_dict(state["trainer"])  # weights only: the optimiser starts afresh, the model is a's
+    assert b.epoch == 1 and b.evaluate() == a.evaluate()
+    with pytest.raises(ConfigError, match="no state for 'optimizer'"):  # a full checkpoint still needs all of it
+        b.load_state_dict({**state["trainer"], "weights_only": False})
+
+
 def test_k_larger_than_seen_classes_is_clamped(stage: StageData) -> None:
     t = CRnet({**SMALL, "K": 500}, stage, seed=0)
     assert t.k == stage.n_seen

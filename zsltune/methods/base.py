@@ -212,8 +212,10 @@ class Trainer(ABC):
         return {k: v for k, v in sorted(vars(self).items()) if isinstance(v, STATEFUL)}
 
     def state_dict(self) -> dict[str, Any]:
+        held = self.stateful()
         return {
-            "state": {k: v.state_dict() for k, v in self.stateful().items()},
+            "state": {k: v.state_dict() for k, v in held.items()},
+            "modules": sorted(k for k, v in held.items() if isinstance(v, torch.nn.Module)),
             "epoch": self.epoch,
             "step": self.step,
             "queue": [q.cpu() for q in self._queue],
@@ -224,6 +226,8 @@ class Trainer(ABC):
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         held, saved = self.stateful(), state["state"]
+        if state.get("weights_only"):  # an ended trial's slimmed checkpoint: its optimisers start afresh
+            held = {k: v for k, v in held.items() if isinstance(v, torch.nn.Module)}
         missing = sorted(set(held) - set(saved))
         if missing:
             raise ConfigError(
@@ -417,3 +421,17 @@ def import_method(ref: str, path: str | None = None) -> type[Trainer]:
     if not (isinstance(obj, type) and issubclass(obj, Trainer)):
         raise UnknownNameError(f"method '{ref}' is not a Trainer subclass")
     return obj
+
+
+def weights_only(state: Mapping[str, Any]) -> dict[str, Any] | None:
+    """``state`` (a :meth:`Trainer.state_dict`) with its modules' weights only, marked ``weights_only``: what an
+    ended trial's checkpoint needs (its restore reports the model; nothing trains on). ``None`` where it is already
+    slim or was written without the list of its modules."""
+    if state.get("weights_only") or "modules" not in state:
+        return None
+    return {
+        **state,
+        "state": {k: v for k, v in state["state"].items() if k in state["modules"]},
+        "queue": [],
+        "weights_only": True,
+    }

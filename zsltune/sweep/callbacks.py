@@ -262,9 +262,13 @@ class CheckpointPruner(tune.Callback):
         some = next(iter(self._ended.values()))
         stored = stored_statuses(some.storage.storage_filesystem, some.storage.experiment_fs_path)
         for tid, trial in list(self._ended.items()):
-            if stored.get(tid) in ("TERMINATED", "ERROR"):
-                for path, _ in _checkpoints(trial)[:-1]:
+            status = stored.get(tid, (None, None))[0]
+            if status in ("TERMINATED", "ERROR"):
+                kept = _checkpoints(trial)
+                for path, _ in kept[:-1]:
                     _delete(trial.storage.storage_filesystem, path)
+                if status == "TERMINATED" and kept:  # an errored trial may be resumed: it keeps its optimisers
+                    slim_checkpoint(trial.storage.storage_filesystem, kept[-1][0])
                 del self._ended[tid]
 
 
@@ -292,9 +296,9 @@ def _delete(fs: Any, path: str) -> None:
         fs.delete_dir(path)
 
 
-def stored_statuses(fs: Any, experiment_path: str) -> dict[str, str]:
-    """Each trial's status in the newest experiment snapshot on storage (what ``--resume`` starts from); empty while
-    none is readable (none yet, or one being uploaded right now)."""
+def stored_statuses(fs: Any, experiment_path: str) -> dict[str, tuple[str, str]]:
+    """Each trial's status and folder name in the newest experiment snapshot on storage (what ``--resume`` starts
+    from), by trial id; empty while none is readable (none yet, or one being uploaded right now)."""
     import json
 
     from ray.tune.execution.experiment_state import _find_newest_experiment_checkpoint
@@ -308,22 +312,54 @@ def stored_statuses(fs: Any, experiment_path: str) -> dict[str, str]:
         out = {}
         for trial_json, _meta in state["trial_data"]:
             t = json.loads(trial_json)
-            out[str(t["trial_id"])] = str(t["status"])
+            out[str(t["trial_id"])] = (str(t["status"]), str(t.get("relative_logdir") or ""))
         return out
     except (OSError, ValueError, KeyError, TypeError):
         return {}
 
 
 def prune_to_newest(fs: Any, experiment_path: str) -> int:
-    """Delete every trial's checkpoints but its newest (the sweep has ended and its last snapshot is stored);
-    returns how many were deleted."""
+    """Delete every trial's checkpoints but its newest, and slim that one to weights where the trial ended without
+    error (the sweep has ended and its last snapshot is stored); returns how many checkpoints were deleted."""
     import pyarrow.fs as pafs
 
+    status = {folder: st for st, folder in stored_statuses(fs, experiment_path).values()}
     n = 0
     for trial_dir in fs.get_file_info(pafs.FileSelector(experiment_path, recursive=False, allow_not_found=True)):
         if trial_dir.type != pafs.FileType.Directory:
             continue
-        for path, _ in _checkpoint_dirs(fs, trial_dir.path, pafs)[:-1]:
+        kept = _checkpoint_dirs(fs, trial_dir.path, pafs)
+        for path, _ in kept[:-1]:
             _delete(fs, path)
             n += 1
+        if kept and status.get(trial_dir.base_name) == "TERMINATED":
+            slim_checkpoint(fs, kept[-1][0])
     return n
+
+
+def slim_checkpoint(fs: Any, checkpoint_dir: str) -> bool:
+    """Rewrite an ended trial's checkpoint with its modules' weights only (optimiser moments are two thirds of a
+    CRnet checkpoint, and nothing trains on from an ended trial); True where it was rewritten. The new file is
+    written beside the old and moved over it, so a kill mid-write leaves the full one."""
+    import io
+
+    import torch
+
+    from zsltune.methods.base import weights_only
+    from zsltune.sweep.trial import CHECKPOINT_FILE
+
+    path = f"{checkpoint_dir}/{CHECKPOINT_FILE}"
+    try:
+        with fs.open_input_stream(path) as f:
+            state = torch.load(io.BytesIO(f.read()), map_location="cpu", weights_only=False)
+        slim = weights_only(state["trainer"])
+        if slim is None:
+            return False
+        buf = io.BytesIO()
+        torch.save({**state, "trainer": slim}, buf)
+        with fs.open_output_stream(path + ".slim") as f:
+            f.write(buf.getvalue())
+        fs.move(path + ".slim", path)
+        return True
+    except (OSError, KeyError, RuntimeError):  # pragma: no cover - storage hiccup or a foreign file: keep it whole
+        return False

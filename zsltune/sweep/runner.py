@@ -228,7 +228,7 @@ def _print_summary(r: SweepResult, metric: str) -> None:
     print(
         f"trials:      {where}/{r.trials_path.name}\nepochs:      {where}/{r.epochs_path.name}\n"
         f"tensorboard: tensorboard --logdir {where}\nsweep folder: {human_size(size)} in {files} files "
-        f"(each trial keeps its newest checkpoint)"
+        f"(each trial keeps its newest checkpoint, weights only once it ended without error)"
     )
 
 

@@ -17,6 +17,7 @@ import ray
 import torch
 from ray import tune
 
+from zsltune.errors import ConfigError
 from zsltune.methods import METRIC_FAMILIES, Trainer, TrialDiverged, TrialOutOfMemory, get_method, import_method
 from zsltune.methods.base import DIVERGED
 from zsltune.sweep.options import TrialSpec
@@ -177,6 +178,11 @@ def _train(
         with ckpt.as_directory() as d:
             state = torch.load(Path(d) / CHECKPOINT_FILE, map_location=device, weights_only=False)
         trainer.load_state_dict(state["trainer"])
+        if state["trainer"].get("weights_only") and trainer.epoch < stop:
+            raise ConfigError(
+                f"{spec.method}: the checkpoint at epoch {trainer.epoch} holds weights only (its trial had ended and "
+                f"was slimmed); it cannot train on to epoch {stop}: rerun the configuration from scratch"
+            )
         device_s, restores = float(state["device_s"]), int(state["restores"]) + 1
     node = ray.get_runtime_context().get_node_id()
     # a PBT clone of a finished leader (or a retry after the last epoch) has nothing left to train: report the
