@@ -46,9 +46,11 @@ def _rerun(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from analysis.references import parse_references
     from analysis.report import report
 
-    path = report(args.sweep_dir, args.out, by=args.by, baseline=args.baseline)
+    refs = parse_references(args.references)  # before anything is read or written
+    path = report(args.sweep_dir, args.out, by=args.by, baseline=args.baseline, references=refs)
     print(f"report: {path}")
     return 0
 
@@ -103,6 +105,12 @@ def add_analyze_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPars
         metavar="NAME=VALUE",
         help="a grid sweep (zsltune run --grid): the level the ablation's paired differences are taken against "
         "(default: the grid's first level, e.g. ablation=gen)",
+    )
+    t.add_argument(
+        "--references",
+        metavar="NAMES",
+        help="reference baselines fitted on the sweep's data and shown beside its best, comma-separated "
+        "(eszsl, softmax, clswgan, ridge; default eszsl,softmax; none: no section)",
     )
     t.set_defaults(func=_report)
     return p

@@ -24,6 +24,7 @@ from analysis import plots
 from analysis.ablation import ablation_section, is_grid
 from analysis.best import display_table, rank_trials
 from analysis.paper import PAPER_METRICS, paper_rows
+from analysis.references import DEFAULT_REFERENCES, references_section
 from analysis.rerun import PLAN_FILE, RERUN_DIR, RERUNS_FILE
 from analysis.stats import paired_comparison, summarize
 from analysis.sweepdir import Sweep, config_of, config_text, load_sweep, markdown_table
@@ -245,7 +246,12 @@ def _paper_section(
 
 
 def build_report(
-    sweep_dir: str | Path, out: str | Path | None = None, *, by: str | None = None, baseline: str | None = None
+    sweep_dir: str | Path,
+    out: str | Path | None = None,
+    *,
+    by: str | None = None,
+    baseline: str | None = None,
+    references: tuple[str, ...] = DEFAULT_REFERENCES,
 ) -> list[Block]:
     """The report as blocks, its PNG figures written beside ``out``."""
     sweep = load_sweep(sweep_dir)
@@ -282,6 +288,7 @@ def build_report(
     blocks += _best_section(sweep, table, reruns, by)
     paper_blocks, paper_points = _paper_section(sweep, table, reruns, by)
     blocks += paper_blocks
+    blocks += references_section(sweep, table, reruns, references)
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     metric = sweep.metric if f"best/{sweep.metric}" in val else by
@@ -413,14 +420,19 @@ def _html(blocks: list[Block]) -> str:
 
 
 def report(
-    sweep_dir: str | Path, out: str | Path | None = None, *, by: str | None = None, baseline: str | None = None
+    sweep_dir: str | Path,
+    out: str | Path | None = None,
+    *,
+    by: str | None = None,
+    baseline: str | None = None,
+    references: tuple[str, ...] = DEFAULT_REFERENCES,
 ) -> Path:
     """Write the report (``SWEEP/report.md`` unless ``out``; ``.html`` embeds the figures) and return its path.
 
     ``baseline`` (a grid sweep): the level paired differences are taken against, ``NAME=VALUE``; default the
-    grid's first level."""
+    grid's first level. ``references``: the reference baselines fitted on the same data (``()``: none)."""
     sweep_path = Path(sweep_dir).expanduser()
-    blocks = build_report(sweep_path, out, by=by, baseline=baseline)
+    blocks = build_report(sweep_path, out, by=by, baseline=baseline, references=references)
     path = Path(out).expanduser() if out else sweep_path / "report.md"
     text = _html(blocks) if path.suffix.lower() in (".html", ".htm") else _md(blocks)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -52,6 +52,7 @@ def _empty_sweep(root: Path) -> Path:
         (["best", "{sweep}", "--by", "recall@5"], "--by recall@5: no such metric in"),
         (["report", "{empty_sweep}"], "empty sweep: no completed trial"),
         (["report", "{sweep}", "--by", "nope"], "available: AUSUC, H, H_cal, S, U"),
+        (["report", "{sweep}", "--references", "lda"], "--references lda: 'lda' is not a baseline"),
         (["rerun", "{empty_dir}", "--top", "1", "--seeds", "1"], "no trials.parquet"),
         (["rerun", "{empty_sweep}", "--top", "1", "--seeds", "1"], "empty sweep"),
         (["rerun", "{sweep}", "--top", "0", "--seeds", "1"], "--top must be >= 1"),

@@ -99,3 +99,41 @@ def test_report_copies_no_stale_state(crnet_sweep: Path, tmp_path: Path) -> None
     shutil.copy2(crnet_sweep / "trials.parquet", tmp_path / "trials.parquet")  # no zsltune.json, no epochs, no study
     text = report(tmp_path).read_text()
     assert "No Optuna study in this sweep" in text and "## Optimisation history" in text
+
+
+def test_report_shows_reference_baselines_fitted_on_the_same_test_stage(
+    crnet_sweep: Path, crnet_rerun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from analysis import references
+    from zsltune.baseline import baseline_report
+    from zsltune.data import load_stage
+
+    sweep = tmp_path / "s"
+    shutil.copytree(crnet_sweep, sweep)
+    (sweep / references.REFERENCES_FILE).unlink(missing_ok=True)
+    text = report(sweep, references=("eszsl", "softmax")).read_text()
+    section = text.split("## Reference baselines", 1)[1].split("\n## ", 1)[0]
+    assert "**test stage**" in section and "crnet, rank 1 (mean of 3 seeds)" in section
+    dataset = json.loads((sweep / "zsltune.json").read_text())["dataset"]
+    direct = baseline_report("eszsl", load_stage(dataset, "val"), load_stage(dataset, "test"))  # knobs from val
+    cells = next(ln for ln in section.splitlines() if ln.startswith("| eszsl |")).split("|")[2:7]
+    assert [float(c) for c in cells] == [round(100 * direct[m], 1) for m in references.SHOWN]
+    softmax = next(ln for ln in section.splitlines() if ln.startswith("| softmax |")).split("|")
+    assert 0 < float(softmax[3]) <= 100 and softmax[4].strip() in ("", "nan", "None")  # S only
+    # the second report reads references.parquet: nothing is refitted
+    monkeypatch.setattr("zsltune.baseline.baseline_report", lambda *a, **k: pytest.fail("refitted"))
+    assert "| eszsl |" in report(sweep, references=("eszsl",)).read_text()
+
+
+def test_report_references_on_the_val_stage_without_reruns_and_bad_names(sweep_copy) -> None:
+    from analysis.references import parse_references
+
+    d = sweep_copy("refs-val")
+    section = report(d, references=("eszsl",)).read_text().split("## Reference baselines", 1)[1]
+    assert "**val stage**" in section and "crnet, rank 1 (its best epoch)" in section and "| eszsl |" in section
+    assert "## Reference baselines" not in report(d, references=()).read_text()
+    assert parse_references(None) == ("eszsl", "softmax") and parse_references("none") == ()
+    with pytest.raises(ConfigError, match=r"--references eszsl,lda: 'lda' is not a baseline; .* or none"):
+        parse_references("eszsl,lda")
