@@ -120,8 +120,29 @@ def clswgan_scores(data: StageData, variant: Variant, *, seed: int = 0) -> tuple
     unseen = torch.arange(data.n_seen, data.num_classes).repeat_interleave(variant.n_syn)  # (U·n_syn,)
     with torch.no_grad():
         x_syn = g(torch.cat([torch.randn(unseen.shape[0], p, generator=gen), att[unseen]], 1))
+    return _final_scores(data, prep, x_syn, unseen, variant, gen)
+
+
+def supplied_scores(
+    data: StageData, x_unseen: np.ndarray, variant: Variant, *, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """f-CLSWGAN's second stage alone: its final softmax on the real training images plus ``x_unseen``
+    (U·n_syn, D), ``variant.n_syn`` features per unseen stage class in class order, from any generator (an oracle)."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    prep = MinMax(data.x_train)
+    unseen = torch.arange(data.n_seen, data.num_classes).repeat_interleave(variant.n_syn)  # (U·n_syn,)
+    if x_unseen.shape != (unseen.shape[0], data.feature_dim):
+        raise ValueError(f"x_unseen must be ({unseen.shape[0]}, {data.feature_dim}), got {x_unseen.shape}")
+    return _final_scores(data, prep, prep(x_unseen), unseen, variant, gen)
+
+
+def _final_scores(
+    data: StageData, prep: MinMax, x_syn: torch.Tensor, y_syn: torch.Tensor, variant: Variant, gen: torch.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    x, y = prep(data.x_train), torch.from_numpy(data.y_train)  # (N, D), (N,)
     clf = _linear_softmax(
-        torch.cat([x, x_syn]), torch.cat([y, unseen]), data.num_classes,
+        torch.cat([x, x_syn]), torch.cat([y, y_syn]), data.num_classes,
         epochs=variant.cls_epochs, lr=variant.cls_lr, batch=variant.batch, gen=gen,
     )  # fmt: skip
     with torch.no_grad():

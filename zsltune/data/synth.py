@@ -227,36 +227,10 @@ def synth_like(
     ``captions``: also write synthetic per-image captions (``out/text_c10``, :mod:`zsltune.data.text`).
     """
     like, out = Path(like).expanduser(), Path(out).expanduser()
-    att_path = like / "att_splits.mat"
-    splits = _loadmat(att_path)
-    for key in ("att", "trainval_loc", "test_seen_loc", "test_unseen_loc"):
-        if key not in splits:
-            raise DataError(f"{att_path}: missing key '{key}'; synth needs att and the three *_loc splits")
-    att = np.asarray(splits["att"], dtype=np.float64).T  # (C, P)
-    n_cls = att.shape[0]
-    locs = {
-        k: np.asarray(splits[k]).astype(np.int64).ravel() - 1
-        for k in ("trainval_loc", "test_seen_loc", "test_unseen_loc")
-    }
-    n = int(max(v.max() for v in locs.values())) + 1
-    names = (
-        _strings(splits["allclasses_names"])
-        if "allclasses_names" in splits
-        else _read_list(like / "allclasses.txt") or [f"class_{i + 1:03d}" for i in range(n_cls)]
-    )
-    index = {c: i for i, c in enumerate(names)}
-    tv, te = _read_list(like / "trainvalclasses.txt"), _read_list(like / "testclasses.txt")
     rng = np.random.default_rng(seed)
-    if tv and te:
-        try:
-            seen = np.array(sorted(index[c] for c in tv))
-            unseen = np.array(sorted(index[c] for c in te))
-        except KeyError as e:
-            raise DataError(f"{like}: class {e} of the class lists is not in allclasses_names") from None
-    else:  # FLO: no class lists; the usual split is 82 seen / 20 unseen of 102
-        n_unseen = 20 if n_cls == 102 else max(1, round(0.2 * n_cls))
-        unseen = np.sort(rng.choice(n_cls, size=n_unseen, replace=False))
-        seen = np.setdiff1d(np.arange(n_cls), unseen)
+    side = _class_side(like, rng)
+    att, locs, n, names, seen, unseen = side.att, side.locs, side.n, side.names, side.seen, side.unseen
+    n_cls = att.shape[0]
 
     weights = rng.uniform(0.6, 1.4, size=n_cls)  # uneven class sizes, as in the real data
     labels = np.full(n, -1, dtype=np.int64)
@@ -265,11 +239,9 @@ def synth_like(
     labels[locs["test_unseen_loc"]] = _assign(locs["test_unseen_loc"], unseen, rng, weights[unseen])
     if (labels < 0).any():  # images in no split (none in the real files): give them any class
         labels[labels < 0] = rng.choice(n_cls, size=int((labels < 0).sum()))
-    val_list = _read_list(like / "valclasses1.txt")
-    val = np.array([index[c] for c in val_list if c in index]) if val_list else derive_val_classes(seen, seed=1)
     features, img_att = _features(
         att, labels, seed=seed + 1, feature_dim=feature_dim, difficulty=difficulty,
-        params=params or twin_params(like.name), unfamiliar=unseen, validation=np.setdiff1d(val, unseen),
+        params=params or twin_params(like.name), unfamiliar=unseen, validation=side.validation,
     )  # fmt: skip
     image_files = [f"synthetic/{names[c]}/{i + 1:06d}.jpg" for i, c in enumerate(labels)]
 
@@ -282,6 +254,74 @@ def synth_like(
     if captions:
         _captions(out, image_files, img_att, seed=seed + 2)
     return out
+
+
+@dataclass(frozen=True)
+class _ClassSide:
+    att: np.ndarray  # (C, P)
+    locs: dict[str, np.ndarray]  # the three splits' 0-based image rows
+    n: int  # images
+    names: list[str]
+    seen: np.ndarray  # trainval class ids
+    unseen: np.ndarray  # test class ids (the unfamiliar ones)
+    validation: np.ndarray  # the val classes of split 1 that are not test classes
+
+
+def _class_side(like: Path, rng: np.random.Generator) -> _ClassSide:
+    """The real class side in ``like`` as :func:`synth_like` reads it (``rng`` draws FLO's unseen classes)."""
+    att_path = like / "att_splits.mat"
+    splits = _loadmat(att_path)
+    for key in ("att", "trainval_loc", "test_seen_loc", "test_unseen_loc"):
+        if key not in splits:
+            raise DataError(f"{att_path}: missing key '{key}'; synth needs att and the three *_loc splits")
+    att = np.asarray(splits["att"], dtype=np.float64).T  # (C, P)
+    n_cls = att.shape[0]
+    locs = {
+        k: np.asarray(splits[k]).astype(np.int64).ravel() - 1
+        for k in ("trainval_loc", "test_seen_loc", "test_unseen_loc")
+    }
+    names = (
+        _strings(splits["allclasses_names"])
+        if "allclasses_names" in splits
+        else _read_list(like / "allclasses.txt") or [f"class_{i + 1:03d}" for i in range(n_cls)]
+    )
+    index = {c: i for i, c in enumerate(names)}
+    tv, te = _read_list(like / "trainvalclasses.txt"), _read_list(like / "testclasses.txt")
+    if tv and te:
+        try:
+            seen = np.array(sorted(index[c] for c in tv))
+            unseen = np.array(sorted(index[c] for c in te))
+        except KeyError as e:
+            raise DataError(f"{like}: class {e} of the class lists is not in allclasses_names") from None
+    else:  # FLO: no class lists; the usual split is 82 seen / 20 unseen of 102
+        n_unseen = 20 if n_cls == 102 else max(1, round(0.2 * n_cls))
+        unseen = np.sort(rng.choice(n_cls, size=n_unseen, replace=False))
+        seen = np.setdiff1d(np.arange(n_cls), unseen)
+    val_list = _read_list(like / "valclasses1.txt")
+    val = np.array([index[c] for c in val_list if c in index]) if val_list else derive_val_classes(seen, seed=1)
+    n = int(max(v.max() for v in locs.values())) + 1
+    return _ClassSide(att, locs, n, names, seen, unseen, np.setdiff1d(val, unseen))
+
+
+def oracle_features(
+    like: str | Path,
+    class_ids: np.ndarray,
+    *,
+    seed: int = 0,
+    difficulty: float = 1.0,
+    feature_dim: int = 2048,
+    params: TwinParams | None = None,
+) -> np.ndarray:
+    """Fresh images (N, D) of ``class_ids`` (N,) (dataset class ids) from the very generator :func:`synth_like`
+    used for the twin of ``like`` with these arguments: a feature generator that knows how the data was made, the
+    ceiling any learned one (f-CLSWGAN, TL-VSC) can reach on the twin."""
+    like = Path(like).expanduser()
+    side = _class_side(like, np.random.default_rng(seed))
+    return synth_features(  # type: ignore[return-value]
+        side.att, np.asarray(class_ids, dtype=np.int64), seed=seed + 1, feature_dim=feature_dim,
+        difficulty=difficulty, params=params or twin_params(like.name), unfamiliar=side.unseen,
+        validation=side.validation,
+    )  # fmt: skip
 
 
 def _features(att: np.ndarray, labels: np.ndarray, **kw: Any) -> tuple[np.ndarray, np.ndarray]:
