@@ -82,8 +82,10 @@ def sinkhorn_distance(x: torch.Tensor, y: torch.Tensor, *, eps: float = 0.1, ite
 
 class CentreMemory(nn.Module):
     """Running per-class means of a batch statistic, so a loss on class centres is defined when a batch holds few
-    (or no) images of a class: classes in the batch get ``m·memory + (1-m)·batch mean`` (gradient through the batch
-    mean), the others their memory (no gradient). The memory is a buffer, so it travels in checkpoints."""
+    (or no) images of a class: classes in the batch get the value ``m·memory + (1-m)·batch mean`` with the gradient
+    of the batch mean itself (straight through the memory), the others their memory (no gradient). Through the mix,
+    a row's gradient would be scaled by 1-m (0.1 at m 0.9), so a loss weight γ on the centres would act as γ/10;
+    straight through, γ means what it says. The memory is a buffer, so it travels in checkpoints."""
 
     def __init__(self, classes: int, dim: int, momentum: float = 0.9) -> None:
         super().__init__()
@@ -100,6 +102,7 @@ class CentreMemory(nn.Module):
         mean = sums / counts.clamp_min(1)[:, None]
         m = torch.where(self.seen, torch.tensor(self.momentum, device=v.device), torch.zeros((), device=v.device))
         mixed = m[:, None] * self.centres + (1 - m[:, None]) * mean
+        mixed = mixed.detach() + (mean - mean.detach())  # value of the mix, gradient of the batch mean
         out = torch.where(present[:, None], mixed, self.centres)
         with torch.no_grad():
             self.centres.copy_(out.detach())
