@@ -112,3 +112,16 @@ def test_alignment_gradient_reaches_each_row_at_the_configured_weight() -> None:
     (gamma * sinkhorn_distance(c, att)).backward()
     counts = torch.bincount(y, minlength=3).float()
     torch.testing.assert_close(v.grad, c.grad[y] / counts[y, None])
+
+
+def test_generator_health_tells_a_matching_generator_from_a_swapped_one() -> None:
+    from zsltune.methods.gan import generator_health
+
+    torch.manual_seed(0)
+    centres = 3 * torch.randn(5, 8)
+    y = torch.arange(5).repeat_interleave(40)
+    x = centres[y] + torch.randn(200, 8)
+    same = generator_health(x, y, centres[y] + 0.5 * torch.randn(200, 8), y, 5)
+    assert same["gen_own_nearest"] == 1.0 and 0.4 < same["gen_spread"] < 0.6
+    swapped = generator_health(x, y, centres[(y + 1) % 5] + torch.randn(200, 8), y, 5)  # each class drawn as the next
+    assert swapped["gen_own_nearest"] == 0.0 and 0.8 < swapped["gen_spread"] < 1.2

@@ -80,6 +80,29 @@ def sinkhorn_distance(x: torch.Tensor, y: torch.Tensor, *, eps: float = 0.1, ite
     return (plan * cost).sum()
 
 
+@torch.no_grad()
+def generator_health(
+    x_real: torch.Tensor, y_real: torch.Tensor, x_gen: torch.Tensor, y_gen: torch.Tensor, classes: int
+) -> dict[str, float]:
+    """How close generated features are to the real ones, per class: ``gen_own_nearest``, the share of classes whose
+    generated mean is nearer its own real mean than any other class's; ``gen_spread``, the mean within-class sd of
+    the generated features over that of the real ones. Features (N, D) in one space, labels in [0, classes)."""
+
+    def stats(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n = torch.bincount(y, minlength=classes).clamp_min(1).to(x.dtype)[:, None]  # (C, 1)
+        mean = torch.zeros(classes, x.shape[1], dtype=x.dtype, device=x.device).index_add(0, y, x) / n  # (C, D)
+        var = torch.zeros_like(mean).index_add(0, y, (x - mean[y]) ** 2) / n
+        return mean, var.sqrt().mean(1)  # (C, D), (C,)
+
+    real_mean, real_sd = stats(x_real, y_real)
+    gen_mean, gen_sd = stats(x_gen, y_gen)
+    own = torch.cdist(gen_mean, real_mean).argmin(1) == torch.arange(classes, device=x_real.device)
+    return {
+        "gen_own_nearest": float(own.float().mean()),
+        "gen_spread": float(gen_sd.mean() / real_sd.mean().clamp_min(1e-12)),
+    }
+
+
 class CentreMemory(nn.Module):
     """Running per-class means of a batch statistic, so a loss on class centres is defined when a batch holds few
     (or no) images of a class: classes in the batch get the value ``m·memory + (1-m)·batch mean`` with the gradient

@@ -40,7 +40,7 @@ from torch import nn
 
 from zsltune.data.protocol import StageData
 from zsltune.methods.base import Trainer, TrialDiverged, register_method
-from zsltune.methods.gan import CentreMemory, gradient_penalty, mlp, sinkhorn_distance
+from zsltune.methods.gan import CentreMemory, generator_health, gradient_penalty, mlp, sinkhorn_distance
 from zsltune.methods.hparams import HP, Choice, Float, Int
 
 #: the rows of the paper's Table 2, in order
@@ -299,7 +299,17 @@ class TLVSC(Trainer):
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         self.fit_classifier()
-        return super().evaluate()
+        return {**super().evaluate(), **self.health()}
+
+    @torch.no_grad()
+    def health(self, per_class: int = 100) -> dict[str, float]:
+        """The generator against the real training features of the seen classes (issue: features on the real
+        manifold): :func:`~zsltune.methods.gan.generator_health` on ``per_class`` generated features a class."""
+        n_seen = self.data.n_seen
+        gen = torch.Generator(device=self.device).manual_seed(self.eval_seed * 1_000_003 + self.epoch + 1)
+        y = torch.arange(n_seen, device=self.device).repeat_interleave(per_class)  # (S·n,)
+        x = self.model.generate(self.att[y], torch.randn(y.shape[0], self.model.d_z, generator=gen, device=self.device))
+        return generator_health(self.x_train, self.y_train, x, y, n_seen)
 
     def extra_state(self) -> dict[str, Any]:
         return {
