@@ -120,7 +120,7 @@ def clswgan_scores(data: StageData, variant: Variant, *, seed: int = 0) -> tuple
     unseen = torch.arange(data.n_seen, data.num_classes).repeat_interleave(variant.n_syn)  # (U·n_syn,)
     with torch.no_grad():
         x_syn = g(torch.cat([torch.randn(unseen.shape[0], p, generator=gen), att[unseen]], 1))
-    return _final_scores(data, prep, x_syn, unseen, variant, gen)
+    return _final_scores(data, prep, torch.cat([x, x_syn]), torch.cat([y, unseen]), variant, gen)
 
 
 def supplied_scores(
@@ -134,15 +134,16 @@ def supplied_scores(
     unseen = torch.arange(data.n_seen, data.num_classes).repeat_interleave(variant.n_syn)  # (U·n_syn,)
     if x_unseen.shape != (unseen.shape[0], data.feature_dim):
         raise ValueError(f"x_unseen must be ({unseen.shape[0]}, {data.feature_dim}), got {x_unseen.shape}")
-    return _final_scores(data, prep, prep(x_unseen), unseen, variant, gen)
+    x, y = prep(data.x_train), torch.from_numpy(data.y_train)  # (N, D), (N,)
+    return _final_scores(data, prep, torch.cat([x, prep(x_unseen)]), torch.cat([y, unseen]), variant, gen)
 
 
 def _final_scores(
-    data: StageData, prep: MinMax, x_syn: torch.Tensor, y_syn: torch.Tensor, variant: Variant, gen: torch.Generator
+    data: StageData, prep: MinMax, x: torch.Tensor, y: torch.Tensor, variant: Variant, gen: torch.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    x, y = prep(data.x_train), torch.from_numpy(data.y_train)  # (N, D), (N,)
+    """The final softmax on scaled real + generated features ``x`` (N', D), ``y`` (N',); evaluation scores."""
     clf = _linear_softmax(
-        torch.cat([x, x_syn]), torch.cat([y, y_syn]), data.num_classes,
+        x, y, data.num_classes,
         epochs=variant.cls_epochs, lr=variant.cls_lr, batch=variant.batch, gen=gen,
     )  # fmt: skip
     with torch.no_grad():

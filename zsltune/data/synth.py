@@ -239,9 +239,9 @@ def synth_like(
     labels[locs["test_unseen_loc"]] = _assign(locs["test_unseen_loc"], unseen, rng, weights[unseen])
     if (labels < 0).any():  # images in no split (none in the real files): give them any class
         labels[labels < 0] = rng.choice(n_cls, size=int((labels < 0).sum()))
-    features, img_att = _features(
-        att, labels, seed=seed + 1, feature_dim=feature_dim, difficulty=difficulty,
-        params=params or twin_params(like.name), unfamiliar=unseen, validation=side.validation,
+    features, img_att = _side_features(
+        like, side, labels, seed=seed, feature_dim=feature_dim, difficulty=difficulty, params=params,
+        return_image_attributes=True,
     )  # fmt: skip
     image_files = [f"synthetic/{names[c]}/{i + 1:06d}.jpg" for i, c in enumerate(labels)]
 
@@ -317,10 +317,20 @@ def oracle_features(
     ceiling any learned one (f-CLSWGAN, TL-VSC) can reach on the twin."""
     like = Path(like).expanduser()
     side = _class_side(like, np.random.default_rng(seed))
-    return synth_features(  # type: ignore[return-value]
-        side.att, np.asarray(class_ids, dtype=np.int64), seed=seed + 1, feature_dim=feature_dim,
-        difficulty=difficulty, params=params or twin_params(like.name), unfamiliar=side.unseen,
-        validation=side.validation,
+    return _side_features(  # type: ignore[return-value]
+        like, side, np.asarray(class_ids, dtype=np.int64), seed=seed, feature_dim=feature_dim,
+        difficulty=difficulty, params=params,
+    )  # fmt: skip
+
+
+def _side_features(
+    like: Path, side: _ClassSide, labels: np.ndarray, *, seed: int, params: TwinParams | None, **kw: Any
+) -> Any:
+    """:func:`synth_features` for ``labels`` around ``side`` with the arguments every twin of ``like`` uses (one
+    place, so the oracle draws from exactly the twin's generator)."""
+    return synth_features(
+        side.att, labels, seed=seed + 1, params=params or twin_params(like.name), unfamiliar=side.unseen,
+        validation=side.validation, **kw,
     )  # fmt: skip
 
 
