@@ -64,7 +64,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 #: methods measured below their reference here, with the issue that owns the defect (strict: a fix shows as XPASS)
 SHORT_OF_REFERENCE = {
-    # H_cal 0.48 vs ESZSL on the same pixels 0.69 (0.70x): the zoom crop's attention never gets the semantic loss
+    # H_cal 0.38 with the cropping net (0.48 with the detached crop) vs ESZSL on the same pixels 0.69, 32 px parts
     "sgma": "SGMA's attention guided by the semantics (issue 25)",
 }
 

@@ -1,10 +1,12 @@
-"""SGMA: semantic-guided multi-attention localisation for zero-shot learning (Zhu et al., NeurIPS 2019), spec part B
-of ../shared/specs/crnet_sgma.md, result tables ../shared/papers/sgma-rebuttal-tables.txt.
+"""SGMA: semantic-guided multi-attention localisation for zero-shot learning (Zhu et al., NeurIPS 2019).
 
 A CNN embeds the whole image; K attention maps over its last conv map (channel groups,
-:mod:`zsltune.methods.part_attention`) each give a centre; a square crop of side ``crop_ratio`` x the image around
-it is zoomed to ``part_size`` by bilinear sampling (``crop_method: zoom``) or placed by a 2-FC cropping net
-(``stn``, the rebuttal's SPN ablation); the K parts go through a second CNN (or the first: ``share_cnn``). Each of
+:mod:`zsltune.methods.part_attention`) each give a centre; a 2-FC cropping net places a square crop from each map
+(``crop_method: net``, the paper's localisation, Sec. 3.2; its shift bounded by half the crop side), zoomed to
+``part_size`` by bilinear sampling, so the part branches' losses train the crops and, through them, the attention
+end to end. ``centre``: a crop of side ``crop_ratio`` around the map's centre (gradient through the centre);
+``detached``: the same with the centre detached (an ablation: the maps then learn only from compactness, diversity
+and the shared backbone). The K parts go through a second CNN (or the first: ``share_cnn``). Each of
 the K + 1 branches embeds its pooled map into the attribute space: a NormFace softmax (``scale`` x the cosine to
 every seen class's attribute vector) plus a class-centre triplet loss (the class's attribute vector closer than any
 other's by ``margin``); the maps are shaped by a compactness and a diversity loss. Scores: the branches' mean cosine
@@ -45,8 +47,8 @@ from zsltune.methods.part_attention import (
 
 
 class CropNet(nn.Module):
-    """The ``stn`` cropping net: 2 FC layers from a map (pooled to 8x8) to (t_x, t_y, t_s); starts at the map's
-    centre with side ``ratio``."""
+    """The cropping net (``crop_method: net``, Zhu et al. 2019, Sec. 3.2): 2 FC layers from a map (pooled to 8x8)
+    to (t_x, t_y, t_s); starts at the map's centre with side ``ratio``, so training begins as ``centre`` does."""
 
     def __init__(self, ratio: float, hidden: int = 32) -> None:
         super().__init__()
@@ -58,7 +60,10 @@ class CropNet(nn.Module):
     def forward(self, m: torch.Tensor, centre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Map (B, h, w) and its centre (B, 2) -> crop centre (B, 2) and side (B,) as fractions of the image."""
         t = self.fc2(F.relu(self.fc1(F.adaptive_avg_pool2d(m[:, None], 8).flatten(1) * 64)))  # (B, 3)
-        return (centre + torch.tanh(t[:, :2])).clamp(-1, 1), (self.ratio * torch.exp(0.5 * torch.tanh(t[:, 2])))
+        # the shift is bounded by half the crop side (a stabilisation): the crop always holds the map's centre, so the
+        # part losses move the crop around the attended region instead of off it (unbounded, crops left the parts)
+        shift = self.ratio * torch.tanh(t[:, :2])  # (B, 2), in units of half the image side
+        return (centre + shift).clamp(-1, 1), (self.ratio * torch.exp(0.5 * torch.tanh(t[:, 2])))
 
 
 class SGMANet(nn.Module):
@@ -72,14 +77,24 @@ class SGMANet(nn.Module):
         ch = self.whole.g_channels
         self.parts = None if k == 0 or c["share_cnn"] else make_backbone(c["backbone"], **net)
         self.attention = PartAttention(ch, k, int(c["bottleneck"]), temp=float(c["map_temp"])) if k else None
-        self.croppers = nn.ModuleList(CropNet(float(c["crop_ratio"])) for _ in range(k if c["crop_method"] == "stn"
-                                                                                      else 0))  # fmt: skip
+        self.crop_method = str(c["crop_method"])
+        self.croppers = nn.ModuleList(CropNet(float(c["crop_ratio"])) for _ in range(k * (self.crop_method == "net")))
         self.embed = nn.ModuleList(nn.Linear(ch, att_dim) for _ in range(k + 1))
         self.k, self.ratio, self.part_size = k, float(c["crop_ratio"]), int(c["part_size"])
 
     def conv(self, x: torch.Tensor, net: nn.Module | None = None) -> torch.Tensor:
         net = net or self.whole
         return net.gnet(net.fnet(x))  # (B, C, h, w)
+
+    def localise(self, maps: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor | float]]:
+        """Each part's crop from the maps (B, K, h, w): centre (B, 2) in [-1, 1] and side (a fraction of the image)."""
+        out: list[tuple[torch.Tensor, torch.Tensor | float]] = []
+        for j, ctr in enumerate(map_centres(maps).unbind(1)):  # (B, 2) each
+            if self.croppers:  # net: the cropping net places the crop, trained by the part losses through the zoom
+                out.append(self.croppers[j](maps[:, j], ctr))
+            else:  # detached: the ablation in which no part loss reaches the attention
+                out.append((ctr.detach() if self.crop_method == "detached" else ctr, self.ratio))
+        return out
 
     def forward(self, x: torch.Tensor, *, parts: bool = True) -> tuple[list[torch.Tensor], torch.Tensor | None]:
         """Embeddings [(B, P)] x (1 + K) (the whole image first; only it when ``parts`` is off) and the maps
@@ -90,14 +105,7 @@ class SGMANet(nn.Module):
             return out, None
         assert self.attention is not None
         maps = self.attention(u)  # (B, K, h, w)
-        centres = map_centres(maps)  # (B, K, 2)
-        crops = []
-        for j in range(self.k):
-            if self.croppers:
-                ctr, side = self.croppers[j](maps[:, j], centres[:, j])
-                crops.append(crop_zoom(x, ctr, side, self.part_size))
-            else:
-                crops.append(crop_zoom(x, centres[:, j].detach(), self.ratio, self.part_size))
+        crops = [crop_zoom(x, ctr, side, self.part_size) for ctr, side in self.localise(maps)]
         up = self.conv(torch.cat(crops), self.parts)  # (K·B, C, h', w'), parts on the batch axis
         pooled = up.mean((2, 3)).chunk(self.k)
         return out + [emb(p) for emb, p in zip(self.embed[1:], pooled, strict=True)], maps
@@ -112,7 +120,11 @@ class SGMA(Trainer):
     hparams: ClassVar[dict[str, HP]] = {
         "K": Int(low=0, help="attention maps (parts); 0: the whole image only"),
         "share_cnn": Bool(help="the parts go through the whole image's CNN (else a second CNN shared by the parts)"),
-        "crop_method": Choice(("zoom", "stn"), help="zoom: a square around the map's centre; stn: a cropping net"),
+        "crop_method": Choice(
+            ("net", "centre", "detached"),
+            help="net: a 2-FC cropping net places each crop (the paper's); centre: a square around the map's centre; "
+            "detached: the same with the centre detached, so the part losses never reach the attention (ablation)",
+        ),
         "attention_init": Choice(("clusters", "random"), help="heads start from channel clusters, or at random"),
         "scale": Float(gt=0, help="NormFace scale s of the embedding softmax"),
         "margin": Float(low=0, help="class-centre triplet margin (on unit vectors: squared distances in [0, 4])"),
@@ -129,6 +141,8 @@ class SGMA(Trainer):
         "weight_decay": Float(low=0),
         "batch_size": Int(low=2),
         "bottleneck": Int(low=1, default=32, help="attention heads' hidden width"),
+        # on by default: xlsa17's attribute vectors are non-negative, so any two classes' cosine is already about
+        # 0.58 (AWA2, CUB); centring leaves only the between-class differences to the NormFace cosine
         "centre_att": Bool(default=True, help="subtract the seen classes' mean attribute vector before normalising"),
         "backbone": Choice(BACKBONES, default="small"),
         "width": Int(low=1, default=32, help="small backbone: channels of its first conv"),
@@ -251,6 +265,17 @@ class SGMA(Trainer):
         return {k: v / max(steps, 1) for k, v in sums.items()}
 
     # ---- evaluation -----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def crop_centres(self, pixels: np.ndarray, batch: int = 256) -> np.ndarray:
+        """Where the parts are cropped: centres (N, K, 2) (x, y in [-1, 1]) of images (N, R, R, 3) uint8."""
+        self.model.eval()
+        out = []
+        for s in range(0, pixels.shape[0], batch):
+            maps = self.model.attention(self.model.conv(self._crop(torch.from_numpy(np.array(pixels[s : s + batch])),
+                                                                   False)))  # fmt: skip
+            out.append(torch.stack([c for c, _ in self.model.localise(maps)], 1).cpu())
+        return torch.cat(out).numpy()
+
     @torch.no_grad()
     def forward_cached(self, pixels: np.ndarray, batch: int = 256) -> tuple[np.ndarray, np.ndarray | None]:
         """Scores (N, C) against every stage class (mean cosine over the branches) and the maps (N, K, h, w)."""
