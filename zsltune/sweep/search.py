@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,22 @@ def make_sampler(name: str, *, seed: int, multi: bool) -> optuna.samplers.BaseSa
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "qmc":
         return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
-    return optuna.samplers.NSGAIISampler(seed=seed)
+    return _NSGAII(seed=seed)
+
+
+class _NSGAII(optuna.samplers.NSGAIISampler):
+    """NSGA-II that pickles: optuna 5.1's holds a ``threading.Lock`` (``_thread_lock``), and Ray Tune pickles the
+    searcher with its sampler when the Tuner starts ("cannot pickle '_thread.lock' object"); a fresh lock on load."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if not isinstance(v, _LOCK)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._thread_lock = threading.Lock()
+
+
+_LOCK = type(threading.Lock())
 
 
 class PruneAwareOptunaSearch(OptunaSearch):
