@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.stats import paired_comparison, summarize
-from analysis.sweepdir import Sweep, plain
+from analysis.sweepdir import Sweep, plain, with_recall_columns
 from zsltune.errors import ConfigError
 
 #: metrics tabled next to the sweep's own, where the trials report them
@@ -87,7 +87,8 @@ def ablation_tables(
     trials = sweep.trials[sweep.trials["stage"] == "val"].copy()
     trials["level"] = trials.apply(lambda r: tuple(plain(r.get(f"config/{n}")) for n in names), axis=1)
     order = _order(sweep, list(dict.fromkeys(trials["level"])))
-    metrics = [m for m in dict.fromkeys([sweep.metric, *SHOWN]) if f"last/{m}" in trials]
+    shown = with_recall_columns(list(dict.fromkeys([sweep.metric, *SHOWN])), trials.columns, prefix="last/")
+    metrics = [m for m in shown if f"last/{m}" in trials]
     values = trials[["level", "seed", "status"]].copy()
     for m in metrics:
         values[m] = pd.to_numeric(trials[f"last/{m}"], errors="coerce")

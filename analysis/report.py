@@ -27,7 +27,7 @@ from analysis.paper import PAPER_METRICS, paper_rows
 from analysis.references import DEFAULT_REFERENCES, references_section
 from analysis.rerun import PLAN_FILE, RERUN_DIR, RERUNS_FILE
 from analysis.stats import paired_comparison, summarize
-from analysis.sweepdir import Sweep, config_of, config_text, load_sweep, markdown_table
+from analysis.sweepdir import Sweep, config_of, config_text, load_sweep, markdown_table, with_recall_columns
 from zsltune.errors import ConfigError
 
 #: metrics shown with intervals, in this order where the reruns have them: H_cal and H_alpha at the knobs chosen on
@@ -133,7 +133,8 @@ def _best_section(sweep: Sweep, table: pd.DataFrame, reruns: pd.DataFrame | None
         )
         blocks.append(("table", display_table(table.head(10))))
         return blocks
-    metrics = [m for m in CI_METRICS if m in ok and pd.to_numeric(ok[m], errors="coerce").notna().any()]
+    shown = with_recall_columns(CI_METRICS, ok.columns)
+    metrics = [m for m in shown if m in ok and pd.to_numeric(ok[m], errors="coerce").notna().any()]
     summary = summarize(ok, metrics, by="rank")
     n_seeds = ok.groupby("rank")["seed"].nunique()
     rows = []

@@ -122,6 +122,14 @@ def load_sweep(path: str | Path) -> Sweep:
     return Sweep(d, options, trials, epochs, metric, mode, params)
 
 
+def with_recall_columns(metrics: tuple[str, ...] | list[str], columns: Any, prefix: str = "") -> list[str]:
+    """``metrics`` and, after them, every ``recall@K`` the columns hold (``prefix`` + name) not already listed, by K:
+    a retrieval stage's list is data-side (SOP: 1, 10, 100, 1000), so the tables take it from the results."""
+    have = {str(c)[len(prefix) :] for c in columns if str(c).startswith(prefix)}
+    extra = [m for m in have if m.startswith("recall@") and m[7:].isdigit() and m not in metrics]
+    return [*metrics, *sorted(extra, key=lambda m: int(m[7:]))]
+
+
 def config_columns(frame: pd.DataFrame) -> list[str]:
     return sorted(c for c in frame.columns if c.startswith("config/"))
 

@@ -301,6 +301,32 @@ def test_recall_at_k_matches_brute_force(monkeypatch: pytest.MonkeyPatch, exclud
         assert res[f"recall@{k}"] == pytest.approx(_brute_recall(q, g, yq, yg, k, exclude_self))
 
 
+def test_sop_recall_list_matches_brute_force() -> None:
+    """The Stanford Online Products list (1, 10, 100, 1000) on a toy set of 1,100 images in 550 classes of 2, like
+    SOP's (most classes 2-12 images): every K against a brute-force neighbour search, and Recall@1000 is not 1."""
+    from zsltune.data.image_source import recall_ks
+
+    ks = recall_ks("sop", "anything")
+    assert ks == (1, 10, 100, 1000) and recall_ks(None, "/data/Stanford_Online_Products") == ks
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(550), 2)
+    x = rng.normal(size=(550, 6))[y] * 0.3 + rng.normal(size=(1100, 6))  # (1100, 6): a weak class signal
+    res = recall_at_k(x, x, y, y, ks=ks, exclude_self=True)
+    assert list(res) == ["recall@1", "recall@10", "recall@100", "recall@1000"]
+    for k in ks:
+        assert res[f"recall@{k}"] == pytest.approx(_brute_recall(x, x, y, y, k, True))
+    assert res["recall@1"] < res["recall@10"] < res["recall@100"] < res["recall@1000"] < 1.0
+
+
+@pytest.mark.parametrize("spec", ["1,1,2", "0,4", "top5", "8,4"])
+def test_recall_list_rejects_bad_input(spec: str) -> None:
+    from zsltune.data.image_source import recall_ks
+    from zsltune.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"--recall-at .*: use a preset \(cub, cars, sop\)"):
+        recall_ks(spec, "CUB")
+
+
 # --------------------------------------------------------------------------------------------------
 # NMI
 # --------------------------------------------------------------------------------------------------

@@ -99,6 +99,9 @@ def bad(**change: object) -> dict:
         (bad(lr={"type": "float", "low": 0.1, "high": 1.0, "default": 0.5, "lowest": 1}), "unknown key 'lowest'"),
         (bad(mode="maximise"), "mode must be 'max' or 'min'"),
         (bad(max_epochs=0), "max_epochs must be a positive integer"),
+        (bad(image_size="big"), "image_size must be a positive integer"),
+        (bad(recall_at=[8, 4]), "recall_at '8,4': use a preset (cub, cars, sop) or increasing K"),
+        (bad(recall_at={"sop": 1}), "recall_at must be a preset name or a list of K"),
         ({"method": "linear", "metric": "H"}, "missing top-level key 'parameters'"),
     ],
 )
@@ -145,3 +148,9 @@ def test_a_parameter_without_default_takes_the_trainers(tmp_path: Path) -> None:
     assert space.params[0].default is None and space.defaults("demo") == {}
     fallback = get_method("linear").default_config("demo")
     assert space.defaults("demo", fallback=fallback) == {"lr": fallback["lr"]}
+
+
+def test_data_side_keys_reach_the_space(tmp_path: Path) -> None:
+    space = load_space(write(tmp_path, {**GOOD, "image_size": 448, "recall_at": [1, 10, 100, 1000]}))
+    assert space.image_size == 448 and space.recall_at == "1,10,100,1000"
+    assert load_space(write(tmp_path, GOOD)).image_size is None

@@ -72,6 +72,21 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
         "stopping at the first one",
     )
     g.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        metavar="PIXELS",
+        help="image data: the side the images are decoded to (default: the space's image_size, else synthetic "
+        "images' own side and 256 for real ones); must hold the method's crop",
+    )
+    g.add_argument(
+        "--recall-at",
+        default=None,
+        metavar="PRESET|K,K,...",
+        help="retrieval: the Recall@K list, a preset (cub, cars: 1,2,4,8; sop: 1,10,100,1000) or K values (default: "
+        "the space's recall_at, else sop for a Stanford Online Products folder and 1,2,4,8 otherwise)",
+    )
+    g.add_argument(
         "--profile",
         help="first trial from a named profile of the space instead of its defaults (e.g. 'paper': the published "
         "configuration, with the budget it assumes stated in the YAML)",
@@ -183,6 +198,8 @@ def _run(args: argparse.Namespace) -> int:
         overrides=_overrides(args.overrides),
         grid=list(args.grid),
         skip_bad_images=args.skip_bad_images,
+        image_size=args.image_size,
+        recall_at=args.recall_at,
         repeats=args.repeats,
     )
     result = run_sweep(opts)

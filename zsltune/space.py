@@ -49,7 +49,10 @@ _KEYS = {
     "categorical": {"choices"},
 }
 _COMMON = {"type", "default", "condition", "help"}
-_TOP_KEYS = {"method", "metric", "mode", "max_epochs", "grace_period", "iteration_steps", "profiles", "parameters"}
+_TOP_KEYS = {
+    "method", "metric", "mode", "max_epochs", "grace_period", "iteration_steps", "profiles", "parameters",
+    "image_size", "recall_at",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,10 @@ class SearchSpace:
     iteration_steps: int | None = None
     #: named sets of first-trial values (``paper``: the published configuration), ``--profile NAME``
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: image methods: the decoded cache's side (``--image-size``); None: the data's own
+    image_size: int | None = None
+    #: retrieval methods: the Recall@K list (``--recall-at``: a preset or K,K,...); None: chosen by the dataset
+    recall_at: str | None = None
 
     def with_profile(self, name: str) -> SearchSpace:
         """The space whose defaults (the first trial) are profile ``name``'s values where it gives them."""
@@ -241,8 +248,22 @@ def parse_space(doc: Any, *, path: Path | str = "<space>") -> SearchSpace:
         raise SpaceError(f"{path}: mode must be 'max' or 'min', got {mode!r}")
     max_epochs, grace = doc.get("max_epochs", 20), doc.get("grace_period", 1)
     steps = doc.get("iteration_steps")
-    for key, v in (("max_epochs", max_epochs), ("grace_period", grace), ("iteration_steps", steps)):
-        if key == "iteration_steps" and v is None:
+    size, recall = doc.get("image_size"), doc.get("recall_at")
+    if recall is not None and not isinstance(recall, (str, int, list)):
+        raise SpaceError(f"{path}: recall_at must be a preset name or a list of K, got {recall!r}")
+    if isinstance(recall, list):
+        recall = ",".join(str(k) for k in recall)
+    if recall is not None:
+        from zsltune.data.image_source import recall_ks
+        from zsltune.errors import ConfigError
+
+        try:
+            recall_ks(str(recall), "")
+        except ConfigError as e:
+            raise SpaceError(f"{path}: recall_at {recall!r}: {str(e).split(': ', 1)[1]}") from None
+    checked = (("max_epochs", max_epochs), ("grace_period", grace), ("iteration_steps", steps), ("image_size", size))
+    for key, v in checked:
+        if key in ("iteration_steps", "image_size") and v is None:
             continue
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise SpaceError(f"{path}: {key} must be a positive integer, got {v!r}")
@@ -285,6 +306,8 @@ def parse_space(doc: Any, *, path: Path | str = "<space>") -> SearchSpace:
         max_epochs=max_epochs,
         grace_period=grace,
         iteration_steps=steps,
+        image_size=size,
+        recall_at=None if recall is None else str(recall),
         profiles={str(k): dict(v) for k, v in profiles.items()},
         params=params,
         path=Path(path) if path != "<space>" else None,

@@ -137,3 +137,13 @@ def test_report_references_on_the_val_stage_without_reruns_and_bad_names(sweep_c
     assert parse_references(None) == ("eszsl", "softmax") and parse_references("none") == ()
     with pytest.raises(ConfigError, match=r"--references eszsl,lda: 'lda' is not a baseline; .* or none"):
         parse_references("eszsl,lda")
+
+
+def test_recall_columns_follow_the_results() -> None:
+    """A retrieval stage's Recall@K list is data-side: the tables take every recall@K the results hold, by K."""
+    from analysis.sweepdir import with_recall_columns
+
+    cols = ["last/recall@1", "last/recall@1000", "last/recall@10", "last/NMI", "last/recall@x", "config/K"]
+    assert with_recall_columns(["recall@1", "NMI"], cols, prefix="last/") == [
+        "recall@1", "NMI", "recall@10", "recall@1000",
+    ]  # fmt: skip

@@ -14,7 +14,14 @@ from zsltune.data.sources import StageRequest, get_source
 from zsltune.data.synth_images import PALETTE, draw, synth_images
 from zsltune.methods import get_method
 from zsltune.methods.attention import attention_boxes, crop_resize, random_walk
-from zsltune.methods.metric_losses import binomial_deviance, reverse_gradient, row_norm_penalty
+from zsltune.methods.deml import orthogonal_adversary
+from zsltune.methods.metric_losses import (
+    adversary_discrepancy,
+    binomial_deviance,
+    dann_coefficient,
+    reverse_gradient,
+    row_norm_penalty,
+)
 
 
 def test_random_walk_conserves_mass_and_a_uniform_map_stays_uniform() -> None:
@@ -58,6 +65,12 @@ def test_gradient_reversal_flips_the_sign() -> None:
     x = torch.randn(5, requires_grad=True)
     (reverse_gradient(x, 0.5) * torch.arange(5.0)).sum().backward()
     assert torch.allclose(x.grad, -0.5 * torch.arange(5.0))
+
+
+def test_dann_coefficient_rises_from_0_to_1() -> None:
+    w = [dann_coefficient(p) for p in (0.0, 0.1, 0.3, 1.0)]
+    assert w[0] == 0.0 and w == sorted(w) and w[-1] == pytest.approx(1.0, abs=1e-4)
+    assert w[1] == pytest.approx(2 / (1 + np.exp(-1)) - 1)
 
 
 def test_binomial_deviance_and_its_gradient_match_a_hand_computation() -> None:
@@ -114,3 +127,40 @@ def test_one_iteration_and_retrieval_metrics(stage, tmp_path: Path) -> None:
     assert (
         set(r) == {"recall@1", "recall@2", "recall@4", "recall@8", "NMI"} and 0 <= r["recall@1"] <= r["recall@8"] <= 1
     )
+    assert set(t.metric_keys()) == set(r)
+
+
+def test_the_recall_list_comes_from_the_stage(stage, tmp_path: Path) -> None:
+    """``--recall-at`` (StageRequest.recall_at) sets the list the trainer reports; SOP's preset on a toy set."""
+    sop = get_source("images").load(StageRequest(dataset=stage.root, stage="val", recall_at="1,10,100"))
+    t = get_method("deml")({**TINY, "I": 1, "J": 2, "d": 16}, sop, seed=0)
+    r = t.evaluate()
+    assert set(r) == {"recall@1", "recall@10", "recall@100", "NMI"} == set(t.metric_keys())
+    assert r["recall@1"] <= r["recall@10"] <= r["recall@100"] == 1.0  # 100 >= the 23 other evaluation images
+
+
+def _fit_adversary_alone(f: torch.nn.Module, zs: list[torch.Tensor], steps: int = 600) -> tuple[float, float]:
+    """(L_adv before, after) F alone minimises it with Adam on fixed sub-learner outputs."""
+    opt = torch.optim.Adam(f.parameters(), lr=0.01)
+    before = float(adversary_discrepancy(f, zs).detach())
+    for _ in range(steps):
+        opt.zero_grad()
+        adversary_discrepancy(f, zs).backward()
+        opt.step()
+    return before, float(adversary_discrepancy(f, zs).detach())
+
+
+def test_grl_adversary_cannot_win_by_shrinking_or_turning(stage) -> None:
+    """The ``grl`` adversary trained alone on a scale's fixed sub-learner outputs keeps L_adv above half its start,
+    from any initial direction; a free linear F (the paper's, unconstrained) drives the same L_adv near zero."""
+    t = get_method("deml")({**TINY, "I": 1, "J": 3, "d": 48, "adversary": "grl"}, stage, seed=0)
+    with torch.no_grad():
+        x, _ = t.sample_batch()
+        zs = [z.detach() for z in t.embed_all(x)[0]]  # J x (B, 16)
+    for seed in range(3):
+        torch.manual_seed(seed)
+        before, after = _fit_adversary_alone(orthogonal_adversary(16), zs)
+        assert after >= 0.5 * before, (seed, before, after)
+    torch.manual_seed(0)
+    before, after = _fit_adversary_alone(torch.nn.Linear(16, 16), zs)
+    assert after < 0.1 * before, (before, after)

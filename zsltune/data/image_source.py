@@ -18,13 +18,35 @@ import numpy as np
 
 from zsltune.data.cache import cache_dir
 from zsltune.data.images import CACHE_RESOLUTION, CachedImages, image_cache, read_cub, retrieval_classes
-from zsltune.errors import DataError
+from zsltune.errors import ConfigError, DataError
 
 DEMO_IMAGES = "demo-images"
 DEMO_IMAGES_SIZE = {"classes": 100, "per_class": 40, "size": 64}
 #: synthetic part images (SGMA's demo) around a class side: images a class, side in pixels
 DEMO_PARTS = "demo-parts"
 DEMO_PARTS_SIZE = {"per_class": 80, "size": 64}
+#: the Recall@K lists of the zero-shot retrieval literature (Oh Song et al. 2016; Chen & Deng 2019, Table 3)
+RECALL_PRESETS: dict[str, tuple[int, ...]] = {"cub": (1, 2, 4, 8), "cars": (1, 2, 4, 8), "sop": (1, 10, 100, 1000)}
+
+
+def recall_ks(spec: str | None, dataset: str) -> tuple[int, ...]:
+    """The Recall@K list ``--recall-at`` names (a preset or K,K,...); None: ``sop`` for a Stanford Online Products
+    folder (its name holds "online_products" or is "sop"), ``cub`` (1, 2, 4, 8) for every other dataset."""
+    if spec is None:
+        name = Path(dataset).name.lower()
+        return RECALL_PRESETS["sop" if "online_products" in name or name == "sop" else "cub"]
+    key = str(spec).strip().lower()
+    if key in RECALL_PRESETS:
+        return RECALL_PRESETS[key]
+    try:
+        ks = tuple(int(k) for k in key.split(",") if k.strip())
+    except ValueError:
+        ks = ()
+    if not ks or min(ks) < 1 or list(ks) != sorted(set(ks)):
+        raise ConfigError(
+            f"--recall-at {spec}: use a preset ({', '.join(RECALL_PRESETS)}) or increasing K >= 1 like 1,10,100"
+        )
+    return ks
 
 
 @dataclass(frozen=True)
@@ -44,6 +66,7 @@ class ImageStage:
     eval_classes: list[str]
     boxes_train: np.ndarray | None = None  # (N_tr, 4) x, y, w, h scaled to the cache's resolution
     skip_bad: bool = False
+    recall_ks: tuple[int, ...] = RECALL_PRESETS["cub"]  # the Recall@K list the stage is evaluated with
 
     @property
     def n_seen(self) -> int:
@@ -93,7 +116,7 @@ def load_image_stage(req: Any, *, resolution: int | None = None, skip_bad: bool 
     tr = np.flatnonzero(np.isin(s.labels, train_c))
     ev = np.flatnonzero(np.isin(s.labels, eval_c))
     native = _native_size(root / "images" / s.files[0]) if synthetic else None
-    res = resolution or native or CACHE_RESOLUTION
+    res = resolution or getattr(req, "image_size", None) or native or CACHE_RESOLUTION
     boxes = None
     if s.boxes is not None and native:  # synthetic images are square at their native size: boxes scale with R
         boxes = s.boxes[tr] * (res / native)
@@ -111,6 +134,7 @@ def load_image_stage(req: Any, *, resolution: int | None = None, skip_bad: bool 
         eval_classes=[s.class_names[c] for c in eval_c],
         boxes_train=boxes,
         skip_bad=skip_bad,
+        recall_ks=recall_ks(getattr(req, "recall_at", None), str(root)),
     )
 
 
@@ -276,7 +300,7 @@ def load_xlsa17_image_stage(
         return [str(p) for p in map_image_files([ds.image_files[i] for i in idx], where, strip_prefix=strip_prefix)]
 
     train = files(st.index_train)
-    res = _native_size(Path(train[0])) if ds.synthetic else CACHE_RESOLUTION
+    res = getattr(req, "image_size", None) or (_native_size(Path(train[0])) if ds.synthetic else CACHE_RESOLUTION)
     return AttributeImageStage(
         dataset=ds.name, stage=req.stage, synthetic=ds.synthetic, resolution=res, attributes=st.attributes,
         n_seen=st.n_seen, class_names=st.class_names, train_files=train, y_train=st.y_train,

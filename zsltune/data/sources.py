@@ -30,6 +30,8 @@ class StageRequest:
     attributes: str = "att"
     seed: int = 0  # the data seed: synthetic data and the validation hold-out
     skip_bad_images: bool = False  # image sources: leave corrupt images out (recorded) instead of stopping
+    image_size: int | None = None  # image sources: the decoded cache's side; None: synthetic images' own, else 256
+    recall_at: str | None = None  # retrieval: a preset (cub, cars, sop) or K,K,...; None: by the dataset's name
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -33,8 +33,8 @@ from zsltune.methods import prep
 from zsltune.methods.hparams import FROM_SPACE, HP, Bool, check_config
 
 GZSL_KEYS = ("H", "U", "S", "zsl_top1", "AUSUC", "H_cal")
-RETRIEVAL_KEYS = ("recall@1", "recall@2", "recall@4", "recall@8", "NMI")
-#: the metrics each family reports, whatever the method (a method may report more)
+RETRIEVAL_KEYS = ("recall@1", "NMI")  # and recall@K for each K of the stage's list (Trainer.metric_keys)
+#: the metrics each family reports, whatever the method and data (a method may report more)
 METRIC_FAMILIES: dict[str, tuple[str, ...]] = {"gzsl": GZSL_KEYS, "retrieval": RETRIEVAL_KEYS}
 #: hyperparameters every trainer takes
 BASE_HPARAMS: dict[str, HP] = {"amp": Bool(default=False, help="bf16 autocast on CUDA (ignored on CPU)")}
@@ -185,6 +185,10 @@ class Trainer(ABC):
                 f"(lower the learning rate or the loss weights)"
             )
         return losses
+
+    def metric_keys(self) -> tuple[str, ...]:
+        """The metrics :meth:`evaluate` reports on this trainer's data: its family's (a method may report more)."""
+        return METRIC_FAMILIES.get(self.metric_family, ())
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:

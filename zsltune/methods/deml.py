@@ -1,5 +1,4 @@
-"""DeML: hybrid-attention decoupled metric learning for zero-shot image retrieval (Chen & Deng, CVPR 2019),
-../shared/papers/deml.txt, spec ../shared/specs/deml.md.
+"""DeML: hybrid-attention decoupled metric learning for zero-shot image retrieval (Chen & Deng, CVPR 2019).
 
 I scales x J channel-attention branches = I·J learners of ⌊d/(IJ)⌋ dimensions each. Scale i has its own backbone
 copy (FNet, then GNet; :mod:`zsltune.methods.backbones`); its J channel-attention modules reweight the FNet map, GNet
@@ -9,7 +8,8 @@ from scale i's input, resized back to the input size. Losses (:mod:`zsltune.meth
 deviance per learner (Eq. 5), averaged; the sub-learners of a scale kept apart by the released hinge or by an
 adversary through a gradient-reversal layer (Eq. 4); activation decay λ₁ and the learners' row-norm penalty λ₂
 (Eq. 6). Batches are ``batch_classes`` classes x ``per_class`` images. Evaluation: each learner's embedding
-L2-normalised, concatenated, normalised again; Recall@{1,2,4,8} (query excluded) and NMI on the stage's evaluation
+L2-normalised, concatenated, normalised again; Recall@K (query excluded; the stage's list: 1, 2, 4, 8 on CUB and
+Cars, 1, 10, 100, 1000 on Stanford Online Products) and NMI on the stage's evaluation
 classes (the validation classes in a search, the test classes in a rerun).
 
 Choices the paper leaves open are flags: ``adversary`` (hinge as released, or grl), ``sigma`` of the walk's spatial
@@ -37,11 +37,22 @@ from zsltune.methods.hparams import HP, Choice, Float, Int
 from zsltune.methods.hparams import Path as PathHP
 from zsltune.methods.metric_losses import (
     activation_decay,
+    adversary_discrepancy,
     binomial_deviance,
+    dann_coefficient,
     hinge_diversity,
     reverse_gradient,
     row_norm_penalty,
 )
+
+
+def orthogonal_adversary(dim: int) -> nn.Module:
+    """The ``grl`` adversary F: a linear map kept orthogonal (unit rows, mutually orthogonal). A deviation from the
+    paper, which leaves F free: a free linear F wins the max-min game by shrinking, and one with unit rows by turning
+    them to the directions where the sub-learners already agree (their differences span few directions: the
+    smaller half of them holds 1-2% of the variance). An orthogonal F can do neither; L_adv then no longer depends
+    on F, and through the reversal the learners maximise their discrepancy on the unit sphere."""
+    return nn.utils.parametrizations.orthogonal(nn.Linear(dim, dim, bias=False))
 
 
 class Scale(nn.Module):
@@ -82,7 +93,10 @@ class DeML(Trainer):
         "lambda0": Float(low=0, help="adversary (or hinge) weight"),
         "lambda1": Float(low=0, help="activation decay"),
         "lambda2": Float(low=0, help="learners' row-norm penalty"),
-        "adversary": Choice(("hinge", "grl"), help="hinge: the released code; grl: Eq. 4 through gradient reversal"),
+        "adversary": Choice(
+            ("hinge", "grl"),
+            help="hinge: the released code; grl: Eq. 4 through gradient reversal (DANN schedule), F kept orthogonal",
+        ),
         "T": Int(help="random-walk steps"),
         "sigma": Float(low=0, help="spatial term's width x W (0: off)"),
         "crop_threshold": Float(gt=0),
@@ -116,7 +130,7 @@ class DeML(Trainer):
             Scale(c["backbone"], int(c["width"]), c["weights"], self.j, int(c["bottleneck"]), self.dim)
             for _ in range(self.i)
         ).to(self.device)
-        self.adversaries = nn.ModuleList(nn.Linear(self.dim, self.dim) for _ in range(self.i)).to(self.device)
+        self.adversaries = nn.ModuleList(orthogonal_adversary(self.dim) for _ in range(self.i)).to(self.device)
         head = [p for s in self.model for m in (s.cams, s.learners) for p in m.parameters()] + list(
             self.adversaries.parameters()
         )
@@ -192,7 +206,8 @@ class DeML(Trainer):
     def train_steps(self, steps: int) -> dict[str, float]:
         c = self.config
         sums = {"loss": 0.0, "metric": 0.0, "adv": 0.0, "act": 0.0}
-        for _ in range(steps):
+        horizon = max(1, self.max_epochs * (self.iteration_steps or self.steps_per_epoch()))  # the trial's steps
+        for i in range(steps):
             x, y = self.sample_batch()
             with self.autocast():
                 zs = self.embed_all(x)
@@ -204,14 +219,11 @@ class DeML(Trainer):
             if c["adversary"] == "hinge":
                 adv = sum(hinge_diversity(scale) for scale in zs)
             else:  # Eq. 4: F pulls the sub-learners together, the learners push apart through the reversal
-                adv = 0.0
-                for f, scale in zip(self.adversaries, zs, strict=True):
-                    mapped = [f(reverse_gradient(z.float())) for z in scale]
-                    adv = adv + sum(
-                        ((mapped[a] - mapped[b]) ** 2).sum(1).mean()
-                        for a in range(len(mapped))
-                        for b in range(a + 1, len(mapped))
-                    )
+                w = dann_coefficient((self.step + i) / horizon)  # 0 at the start, ~1 from a third of the budget
+                adv = sum(
+                    adversary_discrepancy(f, [reverse_gradient(z, w) for z in scale])
+                    for f, scale in zip(self.adversaries, zs, strict=True)
+                )
             act = activation_decay(flat)
             rows = row_norm_penalty([lin.weight for s in self.model for lin in s.learners])
             loss = metric + float(c["lambda0"]) * adv + float(c["lambda1"]) * act + float(c["lambda2"]) * rows
@@ -221,6 +233,14 @@ class DeML(Trainer):
             for k, v in (("loss", loss), ("metric", metric), ("adv", adv), ("act", act)):
                 sums[k] += float(v.detach()) if torch.is_tensor(v) else float(v)
         return {k: v / max(steps, 1) for k, v in sums.items()}
+
+    @property
+    def recall_ks(self) -> tuple[int, ...]:
+        """The stage's Recall@K list (a data-side setting: ``--recall-at``, the space's ``recall_at``)."""
+        return tuple(self.data.recall_ks)
+
+    def metric_keys(self) -> tuple[str, ...]:
+        return (*(f"recall@{k}" for k in self.recall_ks), "NMI")
 
     @torch.no_grad()
     def embeddings(self, pixels: np.ndarray, batch: int = 256) -> np.ndarray:
@@ -241,7 +261,7 @@ class DeML(Trainer):
             self._eval = self.data.cached("eval")
         cache, y = self._eval
         e = self.embeddings(cache.pixels)
-        out = metrics.recall_at_k(e, e, y, y, exclude_self=True)
+        out = metrics.recall_at_k(e, e, y, y, ks=self.recall_ks, exclude_self=True)
         out["NMI"] = metrics.clustering_nmi(e, y, seed=self.seed)
         if not all(np.isfinite(v) for v in out.values()):
             self.check_finite(e)

@@ -1,13 +1,15 @@
-"""Deep-metric-learning losses of DeML (spec ../shared/specs/deml.md, section 1), each a small function checkable
-against its equation: binomial deviance (Eq. 5), the gradient-reversal layer and the released hinge that keeps the
-sub-learners of a scale apart (Eq. 4), and the two regularisers of Eq. 6."""
+"""Deep-metric-learning losses of DeML (Chen & Deng, CVPR 2019), each a small function checkable against its
+equation: binomial deviance (Eq. 5), the gradient-reversal layer with DANN's schedule, the adversary's discrepancy
+and the released hinge that keep the sub-learners of a scale apart (Eq. 4), and the two regularisers of Eq. 6."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 
 def binomial_deviance(
@@ -42,6 +44,25 @@ class _Reverse(torch.autograd.Function):
 def reverse_gradient(x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
     """Identity forward; the gradient is multiplied by ``-scale`` backward (DANN's gradient-reversal layer)."""
     return _Reverse.apply(x, scale)
+
+
+def dann_coefficient(progress: float, gamma: float = 10.0) -> float:
+    """The reversal's weight at ``progress`` in [0, 1] of training: 2 / (1 + exp(-gamma p)) - 1, from 0 to ~1
+    (Ganin et al. 2016, Sec. 5.2.2), so the adversarial term starts after the embeddings have taken shape."""
+    p = min(max(progress, 0.0), 1.0)
+    return 2.0 / (1.0 + math.exp(-gamma * p)) - 1.0
+
+
+def adversary_discrepancy(adversary: nn.Module, zs: list[torch.Tensor]) -> torch.Tensor:
+    """DeML's L_adv (Chen & Deng 2019, Eq. 4): Σ_{j<j'} mean min(‖F(ẑ_j) - F(ẑ_j')‖², 2) over one scale's
+    sub-learners (B, dim) each, L2-normalised first. The cap at 2 (orthogonal unit vectors) stops the learners
+    pushing past orthogonality: uncapped, two learners became antipodal (mean cosine -0.95), as redundant as equal."""
+    mapped = [adversary(F.normalize(z.float(), dim=1)) for z in zs]
+    total = mapped[0].new_zeros(())
+    for a in range(len(mapped)):
+        for b in range(a + 1, len(mapped)):
+            total = total + ((mapped[a] - mapped[b]) ** 2).sum(1).clamp(max=2.0).mean()
+    return total
 
 
 def hinge_diversity(zs: list[torch.Tensor], margin: float = 2.0) -> torch.Tensor:

@@ -74,6 +74,8 @@ class SweepOptions:
     grid: list[str] = field(default_factory=list)  # an ablation: NAME or NAME=V1,V2 (zsltune.sweep.grid)
     repeats: int = 1  # seeds per grid configuration
     skip_bad_images: bool = False  # image data: leave corrupt images out (recorded beside the cache)
+    image_size: int | None = None  # image data: the decoded cache's side; None: the space's, else the data's own
+    recall_at: str | None = None  # retrieval: Recall@K list, a preset or K,K,...; None: the space's, else by dataset
 
     @property
     def is_grid(self) -> bool:
@@ -160,6 +162,7 @@ def _check_options(o: SweepOptions, space: SearchSpace, trainer_cls: type[Traine
             o.iteration_steps is None or o.iteration_steps >= 0,
             f"--iteration-steps must be >= 0 (0: an epoch), got {o.iteration_steps}",
         ),
+        (o.image_size is None or o.image_size >= 16, f"--image-size must be >= 16 pixels, got {o.image_size}"),
         (o.max_failures >= 0, f"--max-failures must be >= 0, got {o.max_failures}"),
         (o.checkpoint_every >= 1, f"--checkpoint-every must be >= 1, got {o.checkpoint_every}"),
         (o.stage in STAGES, f"--stage must be one of {', '.join(STAGES)}, got {o.stage}"),
@@ -168,6 +171,10 @@ def _check_options(o: SweepOptions, space: SearchSpace, trainer_cls: type[Traine
     for ok, msg in checks:
         if not ok:
             raise ConfigError(msg)
+    if o.recall_at is not None:
+        from zsltune.data.image_source import recall_ks
+
+        recall_ks(o.recall_at, o.dataset)  # a bad list stops here, before anything is written
 
 
 OPTIONS_FILE = "zsltune.json"
@@ -250,6 +257,8 @@ def prepare(o: SweepOptions) -> tuple[SweepOptions, SearchSpace, Path, list[str]
         grace_period=o.grace_period or space.grace_period,
         iteration_steps=(o.iteration_steps if o.iteration_steps is not None else space.iteration_steps) or 0,
         data_seed=o.data_seed if o.data_seed is not None else (o.seed if o.resume else 0),
+        image_size=o.image_size or space.image_size,
+        recall_at=o.recall_at or space.recall_at,
     )
     return o, space, sweep_dir, metrics
 

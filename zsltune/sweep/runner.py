@@ -37,6 +37,8 @@ def load_data(cls: type[Trainer], fixed: dict[str, Any], *, stage: str, options:
         attributes=str(get("attributes", "att") or "att"),
         seed=int(_data_seed(get)),
         skip_bad_images=bool(get("skip_bad_images", False)),
+        image_size=get("image_size"),
+        recall_at=get("recall_at"),
     )
     return cls.source(fixed).load(req)
 

@@ -18,7 +18,7 @@ import torch
 from ray import tune
 
 from zsltune.errors import ConfigError
-from zsltune.methods import METRIC_FAMILIES, Trainer, TrialDiverged, TrialOutOfMemory, get_method, import_method
+from zsltune.methods import Trainer, TrialDiverged, TrialOutOfMemory, get_method, import_method
 from zsltune.methods.base import DIVERGED
 from zsltune.sweep.options import TrialSpec
 
@@ -228,7 +228,7 @@ def _train(
 def _diverged_result(trainer: Trainer, spec: TrialSpec, reason: str) -> dict[str, Any]:
     """The last result of a diverged trial: every metric NaN (schedulers and searchers skip it), the reason under
     :data:`DIVERGED` (the recorder ends the trial as failed with it, the searcher tells Optuna FAIL)."""
-    keys = {*spec.metrics, *METRIC_FAMILIES.get(trainer.metric_family, ()), *trainer.knobs}
+    keys = {*spec.metrics, *trainer.metric_keys(), *trainer.knobs}
     return {
         **{k: float("nan") for k in keys},
         DIVERGED: reason.splitlines()[0][:1000],
