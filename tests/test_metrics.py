@@ -318,12 +318,12 @@ def test_sop_recall_list_matches_brute_force() -> None:
     assert res["recall@1"] < res["recall@10"] < res["recall@100"] < res["recall@1000"] < 1.0
 
 
-@pytest.mark.parametrize("spec", ["1,1,2", "0,4", "top5", "8,4"])
+@pytest.mark.parametrize("spec", ["1,1,2", "0,4", "top5", "8,4", "2,4"])
 def test_recall_list_rejects_bad_input(spec: str) -> None:
     from zsltune.data.image_source import recall_ks
     from zsltune.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=r"--recall-at .*: use a preset \(cub, cars, sop\)"):
+    with pytest.raises(ConfigError, match=r"--recall-at .*: use a preset \(cub, cars, sop\) or increasing K from 1"):
         recall_ks(spec, "CUB")
 
 

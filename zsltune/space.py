@@ -265,8 +265,9 @@ def parse_space(doc: Any, *, path: Path | str = "<space>") -> SearchSpace:
     for key, v in checked:
         if key in ("iteration_steps", "image_size") and v is None:
             continue
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise SpaceError(f"{path}: {key} must be a positive integer, got {v!r}")
+        if not isinstance(v, int) or isinstance(v, bool) or v < (16 if key == "image_size" else 1):
+            need = ">= 16 pixels" if key == "image_size" else "a positive integer"
+            raise SpaceError(f"{path}: {key} must be {need}, got {v!r}")
     unknown = sorted(set(doc) - _TOP_KEYS)
     if unknown:
         raise SpaceError(f"{path}: unknown top-level key '{unknown[0]}'; allowed: {', '.join(sorted(_TOP_KEYS))}")

@@ -131,7 +131,7 @@ def test_one_iteration_and_retrieval_metrics(stage, tmp_path: Path) -> None:
 
 
 def test_the_recall_list_comes_from_the_stage(stage, tmp_path: Path) -> None:
-    """``--recall-at`` (StageRequest.recall_at) sets the list the trainer reports; SOP's preset on a toy set."""
+    """``--recall-at`` (StageRequest.recall_at) sets the list the trainer reports (an SOP-like list on a toy set)."""
     sop = get_source("images").load(StageRequest(dataset=stage.root, stage="val", recall_at="1,10,100"))
     t = get_method("deml")({**TINY, "I": 1, "J": 2, "d": 16}, sop, seed=0)
     r = t.evaluate()

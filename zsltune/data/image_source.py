@@ -42,9 +42,9 @@ def recall_ks(spec: str | None, dataset: str) -> tuple[int, ...]:
         ks = tuple(int(k) for k in key.split(",") if k.strip())
     except ValueError:
         ks = ()
-    if not ks or min(ks) < 1 or list(ks) != sorted(set(ks)):
+    if not ks or ks[0] != 1 or list(ks) != sorted(set(ks)):  # recall@1 is the search's metric
         raise ConfigError(
-            f"--recall-at {spec}: use a preset ({', '.join(RECALL_PRESETS)}) or increasing K >= 1 like 1,10,100"
+            f"--recall-at {spec}: use a preset ({', '.join(RECALL_PRESETS)}) or increasing K from 1 like 1,10,100"
         )
     return ks
 

@@ -2,7 +2,7 @@
 
 A CNN embeds the whole image; K attention maps over its last conv map (channel groups,
 :mod:`zsltune.methods.part_attention`) each give a centre; a 2-FC cropping net places a square crop from each map
-(``crop_method: net``, the paper's localisation, Sec. 3.2; its shift bounded by half the crop side), zoomed to
+(``crop_method: net``, the paper's localisation, Sec. 3.2; its shift bounded by half the first crop's side), zoomed to
 ``part_size`` by bilinear sampling, so the part branches' losses train the crops and, through them, the attention
 end to end. ``centre``: a crop of side ``crop_ratio`` around the map's centre (gradient through the centre);
 ``detached``: the same with the centre detached (an ablation: the maps then learn only from compactness, diversity
@@ -60,9 +60,10 @@ class CropNet(nn.Module):
     def forward(self, m: torch.Tensor, centre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Map (B, h, w) and its centre (B, 2) -> crop centre (B, 2) and side (B,) as fractions of the image."""
         t = self.fc2(F.relu(self.fc1(F.adaptive_avg_pool2d(m[:, None], 8).flatten(1) * 64)))  # (B, 3)
-        # the shift is bounded by half the crop side (a stabilisation): the crop always holds the map's centre, so the
-        # part losses move the crop around the attended region instead of off it (unbounded, crops left the parts)
-        shift = self.ratio * torch.tanh(t[:, :2])  # (B, 2), in units of half the image side
+        # the shift is bounded by half the starting crop's side (a stabilisation): a crop at least that large holds
+        # the map's centre, so the part losses move it around the attended region instead of off it (unbounded,
+        # crops left the parts; bounded by the current side instead, map hits fell to chance on seed 0)
+        shift = self.ratio * torch.tanh(t[:, :2])  # (B, 2), in half-image units
         return (centre + shift).clamp(-1, 1), (self.ratio * torch.exp(0.5 * torch.tanh(t[:, 2])))
 
 
