@@ -108,7 +108,7 @@ def resolve_images(name: str, data_root: str | None, seed: int) -> tuple[Path, b
     return p, (p / "synthetic.txt").is_file()
 
 
-def load_image_stage(req: Any, *, resolution: int | None = None, skip_bad: bool = False) -> ImageStage:
+def load_image_stage(req: Any, *, skip_bad: bool = False) -> ImageStage:
     """The stage ``req`` (a :class:`~zsltune.data.sources.StageRequest`) asks for, as paths and indices."""
     root, synthetic = resolve_images(req.dataset, req.data_root, req.seed)
     s = read_cub(root)
@@ -116,7 +116,7 @@ def load_image_stage(req: Any, *, resolution: int | None = None, skip_bad: bool 
     tr = np.flatnonzero(np.isin(s.labels, train_c))
     ev = np.flatnonzero(np.isin(s.labels, eval_c))
     native = _native_size(root / "images" / s.files[0]) if synthetic else None
-    res = resolution or getattr(req, "image_size", None) or native or CACHE_RESOLUTION
+    res = req.image_size or native or CACHE_RESOLUTION
     boxes = None
     if s.boxes is not None and native:  # synthetic images are square at their native size: boxes scale with R
         boxes = s.boxes[tr] * (res / native)
@@ -134,7 +134,7 @@ def load_image_stage(req: Any, *, resolution: int | None = None, skip_bad: bool 
         eval_classes=[s.class_names[c] for c in eval_c],
         boxes_train=boxes,
         skip_bad=skip_bad,
-        recall_ks=recall_ks(getattr(req, "recall_at", None), str(root)),
+        recall_ks=recall_ks(req.recall_at, str(root)),
     )
 
 
@@ -300,7 +300,7 @@ def load_xlsa17_image_stage(
         return [str(p) for p in map_image_files([ds.image_files[i] for i in idx], where, strip_prefix=strip_prefix)]
 
     train = files(st.index_train)
-    res = getattr(req, "image_size", None) or (_native_size(Path(train[0])) if ds.synthetic else CACHE_RESOLUTION)
+    res = req.image_size or (_native_size(Path(train[0])) if ds.synthetic else CACHE_RESOLUTION)
     return AttributeImageStage(
         dataset=ds.name, stage=req.stage, synthetic=ds.synthetic, resolution=res, attributes=st.attributes,
         n_seen=st.n_seen, class_names=st.class_names, train_files=train, y_train=st.y_train,

@@ -54,6 +54,8 @@ class DataSource(ABC):
     name: ClassVar[str] = ""
     #: what the bundle holds, in words, for progress lines ("synthetic features", "images")
     kind: ClassVar[str] = ""
+    #: whether the source decodes raw images (it honours StageRequest.image_size and recall_at)
+    images: ClassVar[bool] = False
 
     @abstractmethod
     def load(self, req: StageRequest) -> Any:
@@ -142,6 +144,7 @@ class Images(DataSource):
     node's decoded cache."""
 
     kind = "images"
+    images = True
 
     def load(self, req: StageRequest) -> Any:
         from zsltune.data.image_source import load_image_stage
@@ -165,6 +168,7 @@ class Xlsa17Images(DataSource):
     the bundle is paths and labels (:class:`zsltune.data.image_source.AttributeImageStage`)."""
 
     kind = "images (xlsa17 splits)"
+    images = True
 
     def load(self, req: StageRequest) -> Any:
         from zsltune.data.image_source import load_xlsa17_image_stage

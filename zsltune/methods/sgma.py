@@ -22,7 +22,7 @@ file for the paper's setting).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -266,24 +266,26 @@ class SGMA(Trainer):
         return {k: v / max(steps, 1) for k, v in sums.items()}
 
     # ---- evaluation -----------------------------------------------------------------------------------------
+    def _eval_batches(self, pixels: np.ndarray, batch: int) -> Iterator[torch.Tensor]:
+        """Cached images (N, R, R, 3) uint8 as centre-cropped float batches (B, 3, crop, crop), the model in eval."""
+        self.model.eval()
+        for s in range(0, pixels.shape[0], batch):
+            yield self._crop(torch.from_numpy(np.array(pixels[s : s + batch])), False)
+
     @torch.no_grad()
     def crop_centres(self, pixels: np.ndarray, batch: int = 256) -> np.ndarray:
         """Where the parts are cropped: centres (N, K, 2) (x, y in [-1, 1]) of images (N, R, R, 3) uint8."""
-        self.model.eval()
         out = []
-        for s in range(0, pixels.shape[0], batch):
-            maps = self.model.attention(self.model.conv(self._crop(torch.from_numpy(np.array(pixels[s : s + batch])),
-                                                                   False)))  # fmt: skip
+        for x in self._eval_batches(pixels, batch):
+            maps = self.model.attention(self.model.conv(x))  # (B, K, h, w)
             out.append(torch.stack([c for c, _ in self.model.localise(maps)], 1).cpu())
         return torch.cat(out).numpy()
 
     @torch.no_grad()
     def forward_cached(self, pixels: np.ndarray, batch: int = 256) -> tuple[np.ndarray, np.ndarray | None]:
         """Scores (N, C) against every stage class (mean cosine over the branches) and the maps (N, K, h, w)."""
-        self.model.eval()
         scores, maps = [], []
-        for s in range(0, pixels.shape[0], batch):
-            x = self._crop(torch.from_numpy(np.array(pixels[s : s + batch])), False)
+        for x in self._eval_batches(pixels, batch):
             zs, m = self.model(x, parts=self.parts_on)
             scores.append(sum(F.normalize(z.float(), dim=1) @ self.att.T for z in zs).cpu() / len(zs))
             if m is not None:

@@ -177,7 +177,7 @@ def _check_options(o: SweepOptions, space: SearchSpace, trainer_cls: type[Traine
         recall_ks(o.recall_at, o.dataset)  # a bad list stops here, before anything is written
         if trainer_cls.metric_family != "retrieval":
             raise ConfigError(f"--recall-at applies to retrieval methods (deml); {space.method} reports GZSL metrics")
-    if o.image_size is not None and trainer_cls.source({}).kind.split()[0] != "images":
+    if o.image_size is not None and not trainer_cls.source({}).images:
         raise ConfigError(f"--image-size applies to methods on raw images (deml, sgma); {space.method} uses features")
 
 
