@@ -40,14 +40,46 @@ def class_mean_gap(t) -> float:
 
 
 def test_generated_class_means_approach_the_real_ones(stage) -> None:
-    t = get_method("tlvsc")(SMALL, stage, seed=0, max_epochs=4, iteration_steps=100)
-    before = class_mean_gap(t)
-    for _ in range(4):
+    t = get_method("tlvsc")(SMALL, stage, seed=0, max_epochs=6, iteration_steps=100)
+    before = class_mean_gap(t)  # a ReLU generator starts at 0, already nearer the data than a sigmoid's 0.5
+    for _ in range(6):
         losses = t.fit_epoch()
     after = class_mean_gap(t)
-    assert after < 0.5 * before, (before, after)
+    assert after < 0.7 * before, (before, after)
     assert {"w1", "gp1", "w2", "gp2", "w3", "gp3", "wass", "cls", "spread"} <= set(losses)  # health, per iteration
     assert t.evaluate()["H_cal"] > 0
+
+
+@pytest.fixture(scope="module")
+def twin(tmp_path_factory: pytest.TempPathFactory):
+    """A small calibrated twin (the demo's generator row: unseen classes borrow their look from seen ones), val stage:
+    12 seen + 4 unseen classes, 64-d features."""
+    from zsltune.data.synth import TWINS
+
+    out = synth_fresh(
+        tmp_path_factory.mktemp("tlvsc") / "TWIN", seed=3, classes=20, attributes=32, images=2000, feature_dim=64,
+        difficulty=0.7, params=TWINS["demo"],
+    )  # fmt: skip
+    return load_stage(str(out), "val")
+
+
+def test_space_defaults_generate_on_the_real_manifold_and_beat_a_crude_generator(twin) -> None:
+    """After 750 generator iterations at the space's defaults: generated seen-class means nearest their own real
+    mean (>= 90% of classes), within-class spread 0.5-2x the real one, and the recognition softmax's uncalibrated H
+    above what the same softmax gets from a crude generator (ridge class means + real seen residuals)."""
+    from zsltune.baseline.clswgan import crude_unseen_features
+    from zsltune.methods import Trainer
+    from zsltune.space import load_space
+
+    config = load_space("tlvsc").defaults(twin.dataset)
+    t = get_method("tlvsc")(config, twin, seed=0, max_epochs=3, iteration_steps=250)
+    for _ in range(3):
+        t.fit_epoch()
+    got = t.evaluate()
+    assert got["gen_own_nearest"] >= 0.9 and 0.5 <= got["gen_spread"] <= 2.0, got
+    t.fit_classifier(crude_unseen_features(twin, int(config["n_syn"]), seed=0))
+    crude = Trainer.evaluate(t)  # the same softmax, fitted on the crude generator's unseen features
+    assert got["H"] > crude["H"] + 0.05, (got["H"], crude["H"])
 
 
 @pytest.mark.parametrize("row", ["gen", "gen+inf", "gen+inf+feat", "full"])
@@ -114,6 +146,6 @@ def test_default_space_fits_the_declarations() -> None:
     from zsltune.space import load_space
 
     space = load_space("tlvsc")
-    assert space.metric == "H_cal" and space.iteration_steps
+    assert space.metric == "H" and space.iteration_steps  # the paper's metric, once the generator earns it
     assert {p.name for p in space.params} >= {"ablation", "beta", "alpha1", "gamma_wass", "alpha2", "lambda_gp"}
     assert Path(str(space.path)).name == "tlvsc.yaml"

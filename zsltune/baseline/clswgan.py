@@ -138,6 +138,24 @@ def supplied_scores(
     return _final_scores(data, prep, torch.cat([x, prep(x_unseen)]), torch.cat([y, unseen]), variant, gen)
 
 
+def crude_unseen_features(data: StageData, n_syn: int, *, seed: int = 0, lam: float = 1.0) -> np.ndarray:
+    """The floor a feature generator must beat: a ridge from attributes to the seen classes' mean features, applied
+    to each unseen class, plus the residual of a random real training image (its class mean removed) per feature;
+    (U·n_syn, D) in class order, raw feature scale, for :func:`supplied_scores`."""
+    from zsltune.baseline.ridge import ridge_fit
+
+    rng = np.random.default_rng(seed)
+    seen = np.arange(data.n_seen)
+    means = np.stack([data.x_train[data.y_train == k].mean(0) for k in seen])  # (S, D)
+    a = data.attributes.astype(np.float64)
+    mu_a, mu_x = a[seen].mean(0), means.mean(0)
+    w = ridge_fit(a[seen] - mu_a, means - mu_x, lam=lam)  # (P, D)
+    target = (a[data.n_seen :] - mu_a) @ w + mu_x  # (U, D)
+    pick = rng.integers(0, data.x_train.shape[0], (target.shape[0], n_syn))  # (U, n_syn)
+    resid = data.x_train[pick] - means[data.y_train[pick]]  # (U, n_syn, D)
+    return (target[:, None, :] + resid).reshape(-1, data.feature_dim).astype(np.float32)
+
+
 def _final_scores(
     data: StageData, prep: MinMax, x: torch.Tensor, y: torch.Tensor, variant: Variant, gen: torch.Generator
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -1,11 +1,11 @@
 """TL-VSC: two-level adversarial visual-semantic coupling for generalized zero-shot learning (Chandhok &
-Balasubramanian, 2021), ../shared/papers/tlvsc.txt, spec ../shared/specs/tlvsc.md.
+Balasubramanian, 2021).
 
 A conditional WGAN-GP generator G(z, h) -> x̂ synthesises image features of a class from its attributes h; an
 inference network I(x) -> ĥ (hidden layer f) maps features back to attributes. Three critics: D1(x, h) on
 generated features, D2(h, x) on inferred attributes, and the joint critic D3(x, h) that separates ⟨x, ĥ⟩ from
-⟨x̂, h⟩. A Sinkhorn distance aligns the class centres of ĥ with the true attributes. Losses (spec section 1; the
-critics maximise, G and I jointly minimise L_GI, Eq. 14 with its signs written out):
+⟨x̂, h⟩. A Sinkhorn distance aligns the class centres of ĥ with the true attributes. Losses (the critics
+maximise, G and I jointly minimise L_GI, Eq. 14 with its signs written out):
 
     critics:  L_WGAN1 = E D1(x,h) - E D1(x̂,h) - λ GP1          L_WGAN2 = E D2(h,x) - E D2(ĥ,x) - λ GP2
               L_D3    = E D3(x,ĥ) - E D3(x̂,h) - λ GP3 (concatenated gradient of x̃ and h̃, one ε)
@@ -14,13 +14,15 @@ critics maximise, G and I jointly minimise L_GI, Eq. 14 with its signs written o
 L_CLS is the cross-entropy of x̂ under C_pre, a linear softmax over the seen classes pretrained on the real training
 features once per trial and frozen. Recognition (Sec. 3.4): G and I frozen, a linear softmax over seen ∪ unseen is
 fitted on the real training features plus ``n_syn`` generated features per unseen class, each mapped to
-φ(x) = [x; f(x); ĥ(x)] (standardised with the statistics of that training set); it never sees an evaluation image.
+φ(x) = [x; f(x); ĥ(x)] (x in its min-max scale, f and ĥ each rescaled by one number to x's spread); it never sees
+an evaluation image.
 
-Choices the paper leaves to its missing supplementary (spec section 4): features min-max scaled to [0, 1] on the
-training images (the generator ends in a sigmoid); attributes L2-normalised; one Adam (β = 0.5, 0.999) for G and I
-together and one for the three critics; ``n_critic`` critic updates on fresh batches per G/I update, which reuses
-the last batch; the class centres of ĥ kept in a running memory (:class:`~zsltune.methods.gan.CentreMemory`), so
-L_wass is defined when a batch holds one image of a class; Sinkhorn ε relative to the cost's mean.
+Choices the paper leaves to its missing supplementary, taken from f-CLSWGAN (Xian et al., 2018), whose architecture
+it follows: features min-max scaled to [0, 1] on the training images, the generator ending in a ReLU (``g_output``);
+attributes L2-normalised; one Adam (β = 0.5, 0.999) for G and I together and one for the three critics; ``n_critic``
+critic updates on fresh batches per G/I update, which reuses the last batch; the class centres of ĥ kept in a
+running memory (:class:`~zsltune.methods.gan.CentreMemory`), so L_wass is defined when a batch holds one image of a
+class; Sinkhorn ε relative to the cost's mean.
 
 Budget: one optimisation step is one generator iteration (n_critic critic updates + one G/I update). Every Tune
 iteration ends with the recognition fit, so ASHA sees validation H of the current generator. ``ablation`` selects the
@@ -45,6 +47,8 @@ from zsltune.methods.hparams import HP, Choice, Float, Int
 
 #: the rows of the paper's Table 2, in order
 ABLATIONS = ("gen", "gen+inf", "gen+inf+feat", "full")
+#: the generator's output activation
+G_OUTPUTS = ("relu", "sigmoid")
 #: a generated feature spread below this fraction of the real one is a collapsed generator: once the spread has
 #: been 10x higher, or after COLLAPSE_AFTER generator iterations (an untrained generator's sigmoid outputs ~0.5
 #: everywhere, spread ~0)
@@ -57,10 +61,12 @@ EXPLODED = 1e4
 class TLVSCNet(nn.Module):
     """G, I and the three critics; ``centres``: the running memory of ĥ's class centres."""
 
-    def __init__(self, d_x: int, d_h: int, d_z: int, hidden: int, n_seen: int, momentum: float) -> None:
+    def __init__(
+        self, d_x: int, d_h: int, d_z: int, hidden: int, n_seen: int, momentum: float, g_output: str = "relu"
+    ) -> None:
         super().__init__()
         self.d_z = d_z
-        self.G = mlp(d_z + d_h, hidden, d_x, out=nn.Sigmoid())  # [z; h] -> x̂
+        self.G = mlp(d_z + d_h, hidden, d_x, out=nn.ReLU() if g_output == "relu" else nn.Sigmoid())  # [z; h] -> x̂
         self.I_hidden = nn.Sequential(nn.Linear(d_x, hidden), nn.LeakyReLU(0.2))  # x -> f
         self.I_out = nn.Linear(hidden, d_h)  # f -> ĥ
         for m in (self.I_hidden[0], self.I_out):
@@ -128,6 +134,7 @@ class TLVSC(Trainer):
         "lr": Float(gt=0, help="Adam lr of G, I and the critics (β = 0.5, 0.999)"),
         "batch_size": Int(),
         "hidden": Int(help="hidden width of every network"),
+        "g_output": Choice(G_OUTPUTS, default="relu", help="the generator's last activation"),
         "z_dim": Int(low=0, help="noise size; 0: the attribute size d_h (f-CLSWGAN)"),
         "n_syn": Int(help="generated features per unseen class for the recognition classifier"),
         "cls_lr": Float(gt=0),
@@ -148,7 +155,9 @@ class TLVSC(Trainer):
         self.y_train = self.to_device(data.y_train).long()  # (N,)
         d_x, d_h = data.feature_dim, data.attribute_dim
         d_z = int(c["z_dim"]) or d_h
-        self.model = TLVSCNet(d_x, d_h, d_z, int(c["hidden"]), data.n_seen, float(c["centre_momentum"])).to(self.device)
+        self.model = TLVSCNet(
+            d_x, d_h, d_z, int(c["hidden"]), data.n_seen, float(c["centre_momentum"]), str(c["g_output"])
+        ).to(self.device)
         lr = float(c["lr"])
         self.opt_gi = torch.optim.Adam(self.model.generators(), lr=lr, betas=(0.5, 0.999))
         self.opt_d = torch.optim.Adam(self.model.critics(), lr=lr, betas=(0.5, 0.999))
@@ -270,25 +279,46 @@ class TLVSC(Trainer):
         return torch.cat([x, f, h], 1)
 
     @torch.no_grad()
-    def fit_classifier(self) -> None:
-        """The recognition softmax on real training features + ``n_syn`` generated ones per unseen class."""
+    def fit_classifier(self, supplied: np.ndarray | None = None) -> None:
+        """The recognition softmax on real training features + ``n_syn`` generated ones per unseen class;
+        ``supplied``: raw-scale unseen features (U·n_syn, D) in class order from another generator instead (a
+        reference generator judged by this method's own classifier)."""
         c, d = self.config, self.data
         self.model.eval()
         gen = torch.Generator(device=self.device).manual_seed(self.eval_seed * 1_000_003 + self.epoch)
         n_syn, unseen = int(c["n_syn"]), torch.arange(d.n_seen, d.num_classes, device=self.device)
         y_syn = unseen.repeat_interleave(n_syn)  # (U·n_syn,)
         z = torch.randn(y_syn.shape[0], self.model.d_z, generator=gen, device=self.device)
-        x_syn = self.model.generate(self.att[y_syn], z)  # (U·n_syn, D)
+        if supplied is None:
+            x_syn = self.model.generate(self.att[y_syn], z)  # (U·n_syn, D)
+        elif supplied.shape != (y_syn.shape[0], d.feature_dim):
+            raise ValueError(f"supplied must be ({y_syn.shape[0]}, {d.feature_dim}), got {supplied.shape}")
+        else:
+            x_syn = self.prep_features(self.to_device(supplied))
         x = torch.cat([self.phi(self.x_train), self.phi(x_syn)])  # (N + U·n_syn, D')
         y = torch.cat([self.y_train, y_syn])
-        mean, sd = x.mean(0), x.std(0).clamp_min(1e-6)
+        mean, sd = torch.zeros_like(x[0]), self.block_scales(x)
         self.register_phi_stats(mean, sd)
         with torch.enable_grad():
             clf = fit_softmax(
                 (x - mean) / sd, y, d.num_classes, lr=float(c["cls_lr"]), epochs=int(c["cls_epochs"]),
-                batch=256, generator=gen,
+                batch=128, generator=gen,
             )  # fmt: skip
         self.classifier.load_state_dict(clf.state_dict())
+
+    def block_scales(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-column divisors (D',) for φ rows ``x``: x stays in its min-max scale, f and ĥ each divided by one
+        number so that their mean column sd is x's. Per-column standardisation inflates the columns where generated
+        and real features differ slightly and the softmax learns "real: a seen class" (demo val stage, one generator:
+        H 0.15 standardised, 0.30 in the min-max scale; benchmarks/README.md, TL-VSC)."""
+        sd = x.std(0)  # (D',)
+        d_x = self.data.feature_dim
+        out = torch.ones_like(sd)
+        if self.use_phi:
+            ref = sd[:d_x].mean().clamp_min(1e-6)
+            for lo, hi in ((d_x, d_x + int(self.config["hidden"])), (d_x + int(self.config["hidden"]), sd.shape[0])):
+                out[lo:hi] = sd[lo:hi].mean().clamp_min(1e-6) / ref
+        return out
 
     @torch.no_grad()
     def scores(self, x: torch.Tensor) -> torch.Tensor:
