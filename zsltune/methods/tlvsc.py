@@ -134,7 +134,7 @@ class TLVSC(Trainer):
         "lr": Float(gt=0, help="Adam lr of G, I and the critics (β = 0.5, 0.999)"),
         "batch_size": Int(),
         "hidden": Int(help="hidden width of every network"),
-        "g_output": Choice(G_OUTPUTS, default="relu", help="the generator's last activation"),
+        "g_output": Choice(G_OUTPUTS, help="the generator's last activation"),
         "z_dim": Int(low=0, help="noise size; 0: the attribute size d_h (f-CLSWGAN)"),
         "n_syn": Int(help="generated features per unseen class for the recognition classifier"),
         "cls_lr": Float(gt=0),
