@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.stats import paired_comparison, summarize
+from analysis.stats import BOOTSTRAP_MIN_N, paired_comparison, summarize
 from analysis.sweepdir import Sweep, plain, with_recall_columns
 from zsltune.errors import ConfigError
 
@@ -124,9 +124,11 @@ def _label(names: list[str], level: tuple[Any, ...]) -> str:
     return ", ".join(f"{n}={v}" for n, v in zip(names, level, strict=True)) or "default configuration"
 
 
-def _cell(mean: float, half: float, lo: float, hi: float) -> str:
+def _cell(mean: float, half: float, lo: float, hi: float, reliable: bool = True) -> str:
     if not math.isfinite(half):
         return f"{mean:.4f}"
+    if not reliable:  # too few seeds for a bootstrap: the t interval alone
+        return f"{mean:.4f} ± {half:.4f}"
     return f"{mean:.4f} ± {half:.4f} [{lo:.4f}, {hi:.4f}]"
 
 
@@ -144,8 +146,9 @@ def ablation_section(sweep: Sweep, *, baseline: str | None = None) -> list[tuple
             "p",
             f"A grid over {', '.join(f'`{n}`' for n in names) or 'the default configuration'} with {repeats} seed(s) "
             f"per configuration, the rest at the space's defaults, every trial at its full budget. Each cell: the "
-            f"mean over seeds of the validation value at the last iteration ± the t half-width (95%), then the "
-            f"bootstrap interval of the mean (95%, 9,999 resamples). `device s/trial`: each arm's compute, the mean "
+            f"mean over seeds of the validation value at the last iteration ± the t half-width (95%), then, with at "
+            f"least {BOOTSTRAP_MIN_N} seeds, the BCa bootstrap interval of the mean (95%, 9,999 resamples). "
+            f"`device s/trial`: each arm's compute, the mean "
             f"training + evaluation seconds of its trials.",
         )
     )
@@ -156,7 +159,7 @@ def ablation_section(sweep: Sweep, *, baseline: str | None = None) -> list[tuple
         )
         row["failed"] = r["failed"]
         row["device s/trial"] = f"{r['device_s']:.0f}" if math.isfinite(r["device_s"]) else "-"
-        row[r["metric"]] = _cell(r["mean"], r["half"], r["boot_lo"], r["boot_hi"])
+        row[r["metric"]] = _cell(r["mean"], r["half"], r["boot_lo"], r["boot_hi"], bool(r.get("boot_reliable", True)))
         if r["metric"] == metric:
             row["n"] = r["n"]
     blocks.append(("table", pd.DataFrame(list(wide.values()))))
@@ -179,7 +182,8 @@ def ablation_section(sweep: Sweep, *, baseline: str | None = None) -> list[tuple
                         f"Δ {metric}": [f"{v:+.4f}" for v in p["mean_diff"]],
                         "t 95%": [f"[{lo:+.4f}, {hi:+.4f}]" for lo, hi in zip(p["lo"], p["hi"], strict=True)],
                         "bootstrap 95%": [
-                            f"[{lo:+.4f}, {hi:+.4f}]" for lo, hi in zip(p["boot_lo"], p["boot_hi"], strict=True)
+                            f"[{lo:+.4f}, {hi:+.4f}]" if n >= BOOTSTRAP_MIN_N else "n < 6"
+                            for lo, hi, n in zip(p["boot_lo"], p["boot_hi"], p["n"], strict=True)
                         ],
                         "p (paired t)": [f"{v:.3g}" for v in p["p"]],
                     }

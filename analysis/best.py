@@ -111,6 +111,25 @@ def best(
     return table
 
 
+def objectives(sweep: Sweep) -> list[str]:
+    """The metrics the sweep's study optimised (``--metric U,S``: several; else the one it ranks by)."""
+    given = [m.strip() for m in str(sweep.options.get("metric") or "").split(",") if m.strip()]
+    return given if len(given) > 1 else [sweep.metric]
+
+
+def pareto_front(table: pd.DataFrame, metrics: Sequence[str], modes: Sequence[str]) -> pd.DataFrame:
+    """The rows of ``table`` (``val/<m>`` columns) that no other row dominates on ``metrics``: at least as good on
+    every one and better on one; ``modes`` max/min per metric. Sorted by the first metric, best first."""
+    sign = [1.0 if m == "max" else -1.0 for m in modes]
+    vals = [[s * float(r[f"val/{m}"]) for m, s in zip(metrics, sign, strict=True)] for _, r in table.iterrows()]
+    keep = [
+        not any(all(b >= a for a, b in zip(v, w, strict=True)) and w != v for w in vals)
+        for v in vals
+    ]  # fmt: skip
+    front = table[keep]
+    return front.sort_values(f"val/{metrics[0]}", ascending=(modes[0] == "min"), kind="stable").reset_index(drop=True)
+
+
 def display_table(table: pd.DataFrame) -> pd.DataFrame:
     """The columns worth reading: rank, (sweep), trial, val metrics, epochs, cost, config."""
     by = table.attrs.get("by", "H")

@@ -10,7 +10,8 @@ import argparse
 
 
 def _best(args: argparse.Namespace) -> int:
-    from analysis.best import best, default_out, display_table, write_best
+    from analysis.best import best, default_out, display_table, objectives, pareto_front, rank_trials, write_best
+    from analysis.sweepdir import load_sweep
 
     table = best(args.sweep_dirs, top=args.top, by=args.by, include_all=args.all)
     csv, md = write_best(table, args.out or default_out(args.sweep_dirs))
@@ -20,6 +21,14 @@ def _best(args: argparse.Namespace) -> int:
     with pd.option_context("display.max_colwidth", 100, "display.width", 250, "display.max_columns", 30):
         print(f"best configurations by validation {by} ({table.attrs['mode']}); val-stage numbers only")
         print(display_table(table).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        for d in args.sweep_dirs:  # a multi-objective study: its Pareto front over every completed trial
+            sweep = load_sweep(d)
+            goals = objectives(sweep)
+            if len(goals) > 1:
+                front = pareto_front(rank_trials(sweep), goals, [sweep.mode_of(m) for m in goals])
+                print(f"\nPareto front of {', '.join(goals)} in {sweep.name} ({len(front)} trials):")
+                cols = ["trial_id", *(f"val/{m}" for m in goals), "config"]
+                print(front[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"\ntable: {csv}\n       {md}")
     return 0
 

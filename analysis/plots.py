@@ -180,3 +180,19 @@ def tradeoff_plot(
     fig.legend(loc="outside lower center", ncol=2, fontsize=7)
     ax.set_title(title or "Seen/unseen trade-off (contours: H)")
     return _save(fig, path)
+
+
+def pareto_plot(table: pd.DataFrame, front: pd.DataFrame, metrics: Sequence[str], path: Path) -> Path:
+    """Every completed trial on the first two objectives (``val/<m>``), the Pareto front joined and marked."""
+    x, y = f"val/{metrics[0]}", f"val/{metrics[1]}"
+    fig = Figure(figsize=(6.0, 5.0), layout="constrained")
+    ax = fig.subplots()
+    ax.scatter(_finite(table[x]), _finite(table[y]), s=22, color="tab:gray", alpha=0.7, label="trials (val stage)")
+    f = front.sort_values(x)
+    ax.plot(f[x], f[y], "o-", color="tab:red", ms=7, label=f"Pareto front ({len(front)})")
+    ax.set_xlabel(f"{metrics[0]} (validation)")
+    ax.set_ylabel(f"{metrics[1]} (validation)")
+    ax.grid(alpha=0.2)
+    ax.legend(fontsize=8)
+    ax.set_title(f"Pareto front of {', '.join(metrics)}")
+    return _save(fig, path)

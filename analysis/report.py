@@ -22,11 +22,11 @@ import pandas as pd
 
 from analysis import plots
 from analysis.ablation import ablation_section, is_grid
-from analysis.best import display_table, rank_trials
+from analysis.best import display_table, objectives, pareto_front, rank_trials
 from analysis.paper import PAPER_METRICS, paper_rows
 from analysis.references import DEFAULT_REFERENCES, references_section
 from analysis.rerun import PLAN_FILE, RERUN_DIR, RERUNS_FILE
-from analysis.stats import paired_comparison, summarize
+from analysis.stats import BOOTSTRAP_MIN_N, paired_comparison, summarize
 from analysis.sweepdir import Sweep, config_of, config_text, load_sweep, markdown_table, with_recall_columns
 from zsltune.errors import ConfigError
 
@@ -42,6 +42,8 @@ Block = tuple[str, Any]
 def _ci_cell(row: dict[str, Any]) -> str:
     if row["n"] < 2:
         return f"{row['mean']:.4f} (n=1)"
+    if not row.get("boot_reliable", True):  # too few seeds for a bootstrap: the t interval alone
+        return f"{row['mean']:.4f} ± {row['half']:.4f}"
     return f"{row['mean']:.4f} ± {row['half']:.4f} [{row['boot_lo']:.4f}, {row['boot_hi']:.4f}]"
 
 
@@ -63,6 +65,32 @@ def _data_statement(sweep: Sweep, reruns: pd.DataFrame | None) -> str:
         )
     return (
         f"**Data: real.** Image features read from the dataset's `res101.mat` (`{sweep.options.get('dataset', '?')}`)."
+    )
+
+
+def provenance_line(sweep: Sweep) -> str:
+    """One paragraph of where the numbers came from (``provenance.json``): code, machine, command, data."""
+    p = sweep.provenance
+    if p is None:
+        return "Provenance: not recorded (a sweep from before `provenance.json`)."
+    git, v, m, data = p.get("git") or {}, p.get("versions") or {}, p.get("machine") or {}, p.get("data") or {}
+    code = f"commit `{git['commit'][:12]}`{' (dirty tree)' if git.get('dirty') else ''}" if git else "not a checkout"
+    later = [r.get("git", {}).get("commit", "?")[:12] for r in p.get("resumes", [])]
+    resumed = f"; resumed {len(later)}x (commits {', '.join(f'`{c}`' for c in later)})" if later else ""
+    pkgs = ", ".join(f"{k} {v[k]}" for k in ("zsltune", "torch", "ray", "optuna") if k in v)
+    gpus = ", ".join(m.get("gpus") or []) or "no GPU"
+    files = data.get("sha256") or {}
+    digest = ", ".join(f"`{n}` {h[:12]}" for n, h in files.items()) or "no data files hashed"
+    synth = data.get("synthetic") or {}
+    gen = (
+        f"; synthetic ({synth.get('generator', '?')} v{synth.get('generator_version', 1)}, data seed "
+        f"{synth.get('data_seed')})"
+        if synth
+        else ""
+    )
+    return (
+        f"Provenance: {code}{resumed}; {pkgs}, Python {v.get('python', '?')}; host {m.get('host', '?')} "
+        f"({m.get('cpu', '?')}, {gpus}); command `{' '.join(p.get('command') or [])}`; data {digest}{gen}."
     )
 
 
@@ -156,8 +184,9 @@ def _best_section(sweep: Sweep, table: pd.DataFrame, reruns: pd.DataFrame | None
             "p",
             "**Test stage**: each configuration chosen on the validation stage only (`rerun/rerun.json`), retrained "
             "on all of trainval for its best epoch count from the search, and evaluated once on test_seen / "
-            "test_unseen, once per seed. Cells: mean ± half-width of the Student-t 95% interval, then the 95% "
-            "bootstrap percentile interval of the mean (9,999 resamples of the seeds, seed 0). Knobs picked on "
+            "test_unseen, once per seed. Cells: mean ± half-width of the Student-t 95% interval, then, with at least "
+            f"{BOOTSTRAP_MIN_N} seeds, the 95% BCa bootstrap interval of the mean (9,999 resamples of the seeds, seed "
+            f"0; with fewer the bootstrap is far narrower than the t interval and left out). Knobs picked on "
             "evaluation data (the calibrated-stacking γ of `H_cal`, CLAREL's α of `H_alpha`) are the values "
             "chosen on validation at the selected epoch, applied unchanged; `oracle_` columns re-pick them on test "
             "(an upper bound, not a result).",
@@ -188,7 +217,7 @@ def _best_section(sweep: Sweep, table: pd.DataFrame, reruns: pd.DataFrame | None
                 "pairs": pc.n,
                 "mean diff": pc.mean_diff,
                 "t 95% interval": f"[{pc.lo:.4f}, {pc.hi:.4f}]",
-                "bootstrap 95%": f"[{pc.boot_lo:.4f}, {pc.boot_hi:.4f}]",
+                "bootstrap 95%": f"[{pc.boot_lo:.4f}, {pc.boot_hi:.4f}]" if pc.n >= BOOTSTRAP_MIN_N else "n < 6",
                 "t": pc.t,
                 "p (paired t)": pc.p,
             }
@@ -281,6 +310,7 @@ def build_report(
             f"Sweep folder: `{sweep.path}`. Generated {_dt.datetime.now():%Y-%m-%d %H:%M}.",
         ),
         ("p", _data_statement(sweep, reruns)),
+        ("p", provenance_line(sweep)),
     ]
     if is_grid(sweep):
         blocks += ablation_section(sweep, baseline=baseline)
@@ -330,6 +360,18 @@ def build_report(
         blocks.append(("img", png, "slice plot"))
     else:
         blocks.append(("p", "Fewer than two scored trials or no varied parameter: no slice plot."))
+
+    goals = objectives(sweep)
+    if len(goals) > 1:  # a multi-objective study: its front over all completed trials, in the objectives' terms
+        front = pareto_front(table, goals, [sweep.mode_of(m) for m in goals])
+        blocks.append(("h2", "Pareto front"))
+        blocks.append(
+            ("p", f"The study optimised {', '.join(f'`{m}`' for m in goals)}: {len(front)} of {len(table)} completed "
+                  f"trials are on the front (no other trial at least as good on every objective and better on one).")
+        )  # fmt: skip
+        blocks.append(("table", display_table(front)))
+        png = plots.pareto_plot(table, front, goals[:2], out_path.parent / f"{stem}-pareto.png")
+        blocks.append(("img", png, "Pareto front"))
 
     blocks.append(("h2", "Seen/unseen trade-off"))
     if "best/U" in val and "best/S" in val:

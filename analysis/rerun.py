@@ -37,7 +37,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.best import rank_trials
-from analysis.sweepdir import NOT_METRICS, OPTIONS_FILE, config_of, load_sweep, plain
+from analysis.sweepdir import NOT_METRICS, OPTIONS_FILE, config_of, load_sweep, plain, space_source
 from zsltune.errors import ConfigError, DataError, ZsltuneError
 
 RERUN_DIR = "rerun"  # the rerun's own Tune experiment, inside the sweep folder
@@ -299,8 +299,9 @@ def _method_of(d: Path, plan: RerunPlan, options: dict[str, Any]) -> str:
     chosen = trials[trials["trial_id"] == plan.selection[0].trial_id]["method"]
     if len(chosen):
         return str(chosen.iloc[0])
-    if options.get("space"):
-        return load_space(options["space"]).method
+    source = space_source(d, options)
+    if source:
+        return load_space(source).method
     raise DataError(f"{d}: cannot tell which method the sweep ran (no method column, no space in {OPTIONS_FILE})")
 
 
@@ -317,7 +318,7 @@ def _run(
     quiet: bool,
 ) -> RerunResult:
     from zsltune.methods import get_method
-    from zsltune.sweep import load_data, run_grid, trial_spec
+    from zsltune.sweep import load_data, run_grid, trial_spec, write_provenance
 
     cls = get_method(method)
     overrides = dict(options.get("overrides") or {})
@@ -326,6 +327,7 @@ def _run(
     except ZsltuneError as e:
         raise DataError(f"{d}: cannot load the test stage of the sweep's dataset: {e}") from None
     info = cls.source(overrides).info(data)
+    write_provenance(d, cls.source(overrides), data, stage="test", options=options, rerun=True)
     spec = trial_spec(
         cls,
         name=method,

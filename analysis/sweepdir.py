@@ -14,7 +14,9 @@ from typing import Any
 
 import pandas as pd
 
+from zsltune import provenance
 from zsltune.errors import ConfigError, DataError, ZsltuneError
+from zsltune.provenance import SPACE_COPY
 from zsltune.results import EPOCHS_FILE, TRIALS_FILE
 
 OPTIONS_FILE = "zsltune.json"  # zsltune.sweep.options.OPTIONS_FILE (not imported: that module imports the methods)
@@ -35,6 +37,7 @@ class Sweep:
     metric: str  # the metric the sweep ranked epochs by (trials' best/<m> columns are at its best epoch)
     mode: str
     space_params: dict[str, Any] = field(default_factory=dict)  # name -> zsltune.space.Param, when the YAML loads
+    provenance: dict[str, Any] | None = None  # provenance.json; None for a sweep from before it was recorded
 
     @property
     def name(self) -> str:
@@ -75,15 +78,23 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         raise DataError(msg) from None
 
 
-def _search_metric(options: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
-    """The metric and mode the sweep's Parquet sink used (zsltune.json and the space YAML), else H / max."""
+def space_source(d: Path, options: dict[str, Any]) -> str | None:
+    """The space a sweep ran: its copy in the sweep folder (as it ran), else the stored path (a sweep from before
+    the copy was kept: the live YAML, which may have changed since)."""
+    copy = d / SPACE_COPY
+    return str(copy) if copy.is_file() else options.get("space")
+
+
+def _search_metric(d: Path, options: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    """The metric and mode the sweep's Parquet sink used (zsltune.json and the space as it ran), else H / max."""
     params: dict[str, Any] = {}
     space_metric, mode = "H", "max"
-    if options.get("space"):
+    source = space_source(d, options)
+    if source:
         try:
             from zsltune.space import load_space
 
-            space = load_space(options["space"])
+            space = load_space(source)
             space_metric, mode = space.metric, space.mode
             params = {p.name: p for p in space.params}
         except ZsltuneError:  # the YAML moved or changed since the sweep: fall back to the defaults
@@ -118,8 +129,8 @@ def load_sweep(path: str | Path) -> Sweep:
             raise DataError(f"{d / TRIALS_FILE}: no '{col}' column; not a zsltune trials file")
     if "trial_id" not in epochs or "epoch" not in epochs:
         epochs = pd.DataFrame({"trial_id": pd.Series(dtype=str), "epoch": pd.Series(dtype="int64")})
-    metric, mode, params = _search_metric(options)
-    return Sweep(d, options, trials, epochs, metric, mode, params)
+    metric, mode, params = _search_metric(d, options)
+    return Sweep(d, options, trials, epochs, metric, mode, params, provenance=provenance.read(d))
 
 
 def with_recall_columns(metrics: tuple[str, ...] | list[str], columns: Any, prefix: str = "") -> list[str]:

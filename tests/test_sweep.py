@@ -157,7 +157,7 @@ def test_fixed_overrides_reach_the_trainer(local_ray, tiny_dataset_dir: Path, tm
     assert pd.read_parquet(res.trials_path).shape[0] == 1
 
 
-def test_multi_objective_keeps_a_pareto_front(local_ray, tiny_dataset_dir: Path, tmp_path: Path) -> None:
+def test_multi_objective_keeps_a_pareto_front(local_ray, tiny_dataset_dir: Path, tmp_path: Path, capsys) -> None:
     res = run_sweep(
         opts(
             tiny_dataset_dir,
@@ -182,6 +182,22 @@ def test_multi_objective_keeps_a_pareto_front(local_ray, tiny_dataset_dir: Path,
     values = [t.values for t in study.trials if t.values]
     for t in front:  # nothing dominates a front member
         assert not any(v[0] >= t.values[0] and v[1] >= t.values[1] and v != t.values for v in values)
+    # the analysis reads the same front: the study's values are each trial's metrics at its best iteration
+    from analysis.best import pareto_front, rank_trials
+    from analysis.report import build_report
+    from analysis.sweepdir import load_sweep
+
+    ours = pareto_front(rank_trials(load_sweep(res.sweep_dir)), ["U", "S"], ["max", "max"])
+    assert set(ours["trial_id"]) == {t.user_attrs["ray_trial_id"] for t in front}
+    for t in front:
+        row = ours[ours["trial_id"] == t.user_attrs["ray_trial_id"]].iloc[0]
+        assert (row["val/U"], row["val/S"]) == pytest.approx(tuple(t.values))
+    blocks = build_report(res.sweep_dir, tmp_path / "report.md")
+    assert ("h2", "Pareto front") in blocks and any(b[0] == "img" and b[2] == "Pareto front" for b in blocks)
+    from zsltune.cli import main
+
+    assert main(["analyze", "best", str(res.sweep_dir)]) == 0
+    assert f"Pareto front of U, S in mo ({len(front)} trials)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
@@ -197,6 +213,7 @@ def test_multi_objective_keeps_a_pareto_front(local_ray, tiny_dataset_dir: Path,
         ({"image_size": 448}, ConfigError, "--image-size applies to methods on raw images (deml, sgma); linear"),
         ({"overrides": {"nope": 1}}, ConfigError, "--set nope: not a hyperparameter of linear"),
         ({"sampler": "cmaes", "metric": "U,S"}, ConfigError, "--sampler cmaes optimises one metric"),
+        ({"sampler": "nsga2", "metric": "U,S"}, ConfigError, "--metric U,S: --scheduler asha stops trials on one"),
         ({"resume": True, "name": "never-ran"}, ConfigError, "holds no sweep to resume"),
         ({"defaults_first": False, "profile": "paper"}, ConfigError, "--profile paper and --no-defaults-first"),
         ({"defaults_first": False, "grid": ["lr=0.01,0.1"]}, ConfigError, "--no-defaults-first applies to a search"),

@@ -34,9 +34,15 @@ TRIAL_COLUMNS = (
     "wall_s",
     "device_s",
     "node",
+    "hostname",
+    "node_ip",
     "started_at",
     "ended_at",
 )
+#: per-iteration bookkeeping kept in epochs.parquet but not summarised into best/<m> and last/<m>
+BOOKKEEPING = frozenset({"pid", "restores", "timestamp", "train_s", "eval_s", "epoch_s", "wall_s", "device_s", "step"})
+#: trials.parquet's time columns: seconds since the epoch in memory, UTC timestamps on disk
+TIME_COLUMNS = ("started_at", "ended_at")
 EPOCH_COLUMNS = ("trial_id", "epoch", "wall_s", "epoch_s", "device_s", "timestamp")
 STATUSES = ("running", "completed", "stopped", "failed")
 
@@ -93,6 +99,9 @@ class ResultsSink:
         self.write_s = 0.0  # time spent writing, for the overhead benchmark
         if (self.dir / TRIALS_FILE).is_file():
             for row in pd.read_parquet(self.dir / TRIALS_FILE).to_dict("records"):
+                for col in TIME_COLUMNS:  # back to seconds (a file from before the change holds floats already)
+                    if isinstance(row.get(col), pd.Timestamp):
+                        row[col] = None if pd.isna(row[col]) else row[col].timestamp()
                 self.trials[row["trial_id"]] = row
         if (self.dir / EPOCHS_FILE).is_file():
             for row in pd.read_parquet(self.dir / EPOCHS_FILE).to_dict("records"):
@@ -124,7 +133,7 @@ class ResultsSink:
         self._by_trial.setdefault(trial_id, {})[int(epoch)] = row
         trial = self.trials.setdefault(trial_id, {"trial_id": trial_id, "started_at": time.time()})
         self._refresh(trial)
-        for key in ("wall_s", "device_s", "node"):
+        for key in ("wall_s", "device_s", "node", "hostname", "node_ip"):
             if key in metrics:
                 trial[key] = clean_value(metrics[key])
         self._dirty = True
@@ -141,7 +150,9 @@ class ResultsSink:
         trial["best_epoch"] = int(best["epoch"]) if best else None
         for prefix, r in (("last/", last), ("best/", best)):
             for k, v in (r or {}).items():
-                if k not in ("trial_id", "epoch") and isinstance(v, int | float) and not isinstance(v, bool):
+                if k in ("trial_id", "epoch") or k in BOOKKEEPING:
+                    continue
+                if isinstance(v, int | float) and not isinstance(v, bool):
                     trial[prefix + k] = v
 
     def end_trial(self, trial_id: str, *, status: str, error: str | None = None) -> None:
@@ -177,6 +188,8 @@ class ResultsSink:
             if col not in trials:
                 trials[col] = None
         trials["failures"] = [_count(v) for v in trials["failures"]]
+        for col in TIME_COLUMNS:
+            trials[col] = pd.to_datetime(pd.to_numeric(trials[col], errors="coerce"), unit="s", utc=True)
         trials = uniform_columns(trials[list(TRIAL_COLUMNS) + sorted(c for c in trials if c not in TRIAL_COLUMNS)])
         epochs = pd.DataFrame(sorted(self.epochs.values(), key=lambda r: (r["trial_id"], r["epoch"])))
         for col in EPOCH_COLUMNS:

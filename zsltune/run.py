@@ -25,14 +25,15 @@ def _value(text: str) -> Any:
     return yaml.safe_load(text)
 
 
-def _overrides(items: list[str]) -> dict[str, Any]:
+def _overrides(items: list[str], *, option: str = "--set") -> dict[str, Any]:
     from zsltune.errors import ConfigError
 
     out: dict[str, Any] = {}
     for item in items:
         key, sep, val = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"--set {item}: expected NAME=VALUE, e.g. --set hidden=256")
+            example = "hidden=256" if option == "--set" else "experiment_name=zsl"
+            raise ConfigError(f"{option} {item}: expected NAME=VALUE, e.g. {option} {example}")
         out[key.strip()] = _value(val)
     return out
 
@@ -161,6 +162,21 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--storage", help="results folder (default: $ZSLTUNE_RESULTS or ~/zsltune_results)")
     g.add_argument("--resume", action="store_true", help="continue an interrupted sweep (--name, or the newest)")
     g.add_argument("--quiet", action="store_true", help="no progress output")
+    g.add_argument(
+        "--callback",
+        action="append",
+        default=[],
+        metavar="MODULE:CLASS",
+        help="a Ray Tune callback importable on the driver, appended to the sweep's (repeatable), e.g. "
+        "ray.air.integrations.mlflow:MLflowLoggerCallback",
+    )
+    g.add_argument(
+        "--callback-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a keyword argument for every --callback's constructor (YAML value; repeatable)",
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -201,6 +217,8 @@ def _run(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         recall_at=args.recall_at,
         repeats=args.repeats,
+        callbacks=list(args.callback),
+        callback_args=_overrides(args.callback_arg, option="--callback-arg"),
     )
     result = run_sweep(opts)
     return 1 if result.counts.get("failed") and not any(result.counts[k] for k in ("completed", "stopped")) else 0

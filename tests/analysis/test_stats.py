@@ -1,4 +1,4 @@
-"""analysis.stats against scipy.stats on known samples: t intervals, percentile bootstrap, paired comparisons."""
+"""analysis.stats against scipy.stats on known samples: t intervals, BCa bootstrap, paired comparisons."""
 
 from __future__ import annotations
 
@@ -49,10 +49,10 @@ def test_t_interval_small_and_missing_samples() -> None:
 
 @pytest.mark.parametrize("x", SAMPLES)
 @pytest.mark.parametrize(("confidence", "seed"), [(0.95, 0), (0.9, 3)])
-def test_bootstrap_matches_scipy_percentile(x: np.ndarray, confidence: float, seed: int) -> None:
+def test_bootstrap_is_scipys_bca(x: np.ndarray, confidence: float, seed: int) -> None:
     lo, hi = bootstrap_interval(x, confidence, n_resamples=4999, seed=seed)
     rng = np.random.default_rng(seed)
-    ref = st.bootstrap((x,), np.mean, confidence_level=confidence, n_resamples=4999, method="percentile", rng=rng)
+    ref = st.bootstrap((x,), np.mean, confidence_level=confidence, n_resamples=4999, method="BCa", rng=rng)
     ref = ref.confidence_interval
     assert (lo, hi) == pytest.approx((ref.low, ref.high), rel=1e-12, abs=1e-12)
 
@@ -77,7 +77,7 @@ def test_paired_comparison_matches_ttest_rel() -> None:
     assert pc.t == pytest.approx(ref.statistic, rel=1e-10) and pc.p == pytest.approx(ref.pvalue, rel=1e-10)
     d = a - b
     assert (pc.lo, pc.hi) == pytest.approx(st.t.interval(0.95, 6, loc=d.mean(), scale=st.sem(d)), rel=1e-10)
-    boot = st.bootstrap((d,), np.mean, n_resamples=9999, method="percentile", rng=np.random.default_rng(5))
+    boot = st.bootstrap((d,), np.mean, n_resamples=9999, method="BCa", rng=np.random.default_rng(5))
     assert (pc.boot_lo, pc.boot_hi) == pytest.approx(
         (boot.confidence_interval.low, boot.confidence_interval.high), rel=1e-10, abs=1e-12
     )
@@ -108,5 +108,7 @@ def test_summarize_groups_and_metrics() -> None:
     ci = t_interval([0.4, 0.41, 0.45])
     assert row["n"] == 3 and row["mean"] == pytest.approx(ci.mean) and row["t_lo"] == pytest.approx(ci.lo)
     assert (row["boot_lo"], row["boot_hi"]) == pytest.approx(bootstrap_interval([0.4, 0.41, 0.45]))
+    assert not row["boot_reliable"]  # 3 seeds: the report leads with the t interval
+    assert bool(summarize(pd.DataFrame({"rank": 1, "H": np.linspace(0.4, 0.5, 6)}), ["H"])["boot_reliable"].iloc[0])
     constant = s[(s["rank"] == 1) & (s["metric"] == "U")].iloc[0]
     assert constant["half"] == 0 and constant["boot_lo"] == constant["boot_hi"] == pytest.approx(0.3)

@@ -141,7 +141,7 @@ def test_driver_killed_then_resumed_on_the_cluster(cluster, tiny_dataset_dir: Pa
         for tid in running.loc[running.epochs >= 2, "trial_id"]:
             seen.setdefault(tid, time.time())
         snap = snapshot_time(sweep)
-        done = (t.status == "completed") & (t.ended_at < snap - 0.5)
+        done = (t.status == "completed") & (t.ended_at < pd.Timestamp(snap - 0.5, unit="s", tz="UTC"))
         midway = running[(running.epochs <= epochs - 15) & running.trial_id.map(lambda i: seen.get(i, snap) < snap)]
         return bool(done.any()) and not midway.empty
 
@@ -151,7 +151,8 @@ def test_driver_killed_then_resumed_on_the_cluster(cluster, tiny_dataset_dir: Pa
         kill_group(proc)  # the driver alone: the cluster lives on, and drops the dead job's trial actors
     snap = snapshot_time(sweep)
     before = pd.read_parquet(sweep / TRIALS_FILE)
-    done_before = before.loc[(before.status == "completed") & (before.ended_at < snap - 0.5), "trial_id"]
+    cut = pd.Timestamp(snap - 0.5, unit="s", tz="UTC")  # trials.parquet's times are UTC timestamps
+    done_before = before.loc[(before.status == "completed") & (before.ended_at < cut), "trial_id"]
     midway = [i for i in before.loc[before.status == "running", "trial_id"] if seen.get(i, snap) < snap]
     assert len(done_before) >= 1 and len(midway) >= 1
 

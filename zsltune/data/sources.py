@@ -15,6 +15,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from zsltune.errors import UnknownNameError
@@ -60,6 +61,22 @@ class DataSource(ABC):
     @abstractmethod
     def load(self, req: StageRequest) -> Any:
         """The bundle every trial of the stage receives (picklable; numpy arrays share zero-copy)."""
+
+    def directory(self, req: StageRequest) -> Path | None:
+        """The folder the stage was read from (after :meth:`load`: generated data exist by then); None: unknown."""
+        return None
+
+    def provenance(self, req: StageRequest, bundle: Any) -> dict[str, Any]:
+        """What the stage was read from, for ``provenance.json``: the folder's data files by sha256 (subfolders by
+        their file list), and for synthetic data the generator's version, knobs and seed."""
+        from zsltune import provenance
+
+        d = self.directory(req)
+        out: dict[str, Any] = provenance.data_record(d) if d is not None else {"path": None}
+        out["dataset"] = req.dataset
+        if self.info(bundle).synthetic:
+            out["synthetic"] = provenance.synthetic_record(Path(req.dataset).name, seed=req.seed, images=self.images)
+        return out
 
     def info(self, bundle: Any) -> DataInfo:
         return DataInfo(
@@ -125,6 +142,11 @@ class Features(DataSource):
             text=True if self.text else None,
         )
 
+    def directory(self, req: StageRequest) -> Path | None:
+        from zsltune.data import resolve_dataset
+
+        return resolve_dataset(req.dataset, data_root=req.data_root, seed=req.seed, quiet=True, captions=self.text)
+
 
 @register_source("features+text")
 class FeaturesText(Features):
@@ -151,6 +173,11 @@ class Images(DataSource):
 
         return load_image_stage(req, skip_bad=req.skip_bad_images)
 
+    def directory(self, req: StageRequest) -> Path | None:
+        from zsltune.data.image_source import resolve_images
+
+        return resolve_images(req.dataset, req.data_root, req.seed)[0]
+
     def info(self, bundle: Any) -> DataInfo:
         return DataInfo(
             dataset=bundle.dataset,
@@ -174,3 +201,8 @@ class Xlsa17Images(DataSource):
         from zsltune.data.image_source import load_xlsa17_image_stage
 
         return load_xlsa17_image_stage(req, skip_bad=req.skip_bad_images)
+
+    def directory(self, req: StageRequest) -> Path | None:
+        from zsltune.data.image_source import resolve_parts_images
+
+        return resolve_parts_images(req.dataset, req.data_root, req.seed)

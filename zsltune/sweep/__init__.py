@@ -10,7 +10,7 @@ a node).
 
 from zsltune.sweep.driver import Job, run_grid, run_job
 from zsltune.sweep.options import SweepOptions, SweepResult, TrialSpec, default_storage, prepare
-from zsltune.sweep.runner import check_fixed, load_data, run_sweep, trial_spec
+from zsltune.sweep.runner import check_fixed, load_data, run_sweep, trial_spec, write_provenance
 from zsltune.sweep.search import SAMPLERS, SCHEDULERS
 
 __all__ = [
@@ -28,4 +28,5 @@ __all__ = [
     "run_job",
     "run_sweep",
     "trial_spec",
+    "write_provenance",
 ]

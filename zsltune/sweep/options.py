@@ -76,6 +76,8 @@ class SweepOptions:
     skip_bad_images: bool = False  # image data: leave corrupt images out (recorded beside the cache)
     image_size: int | None = None  # image data: the decoded cache's side; None: the space's, else the data's own
     recall_at: str | None = None  # retrieval: Recall@K list, a preset or K,K,...; None: the space's, else by dataset
+    callbacks: list[str] = field(default_factory=list)  # extra Tune callbacks, "module:Class" importable here
+    callback_args: dict[str, Any] = field(default_factory=dict)  # keyword arguments of every extra callback
 
     @property
     def is_grid(self) -> bool:
@@ -187,7 +189,7 @@ RESUME_KEEPS = ("name", "storage", "resume", "quiet", "address")
 
 
 #: the driver-side files of a sweep, uploaded to remote storage as they change (and fetched back by --resume)
-DRIVER_FILES = (OPTIONS_FILE, "trials.parquet", "epochs.parquet", "optuna.journal")
+DRIVER_FILES = (OPTIONS_FILE, "trials.parquet", "epochs.parquet", "optuna.journal", "provenance.json", "space.yaml")
 
 
 def _new_sweep_name(o: SweepOptions, space: SearchSpace) -> str:
@@ -238,8 +240,11 @@ def prepare(o: SweepOptions) -> tuple[SweepOptions, SearchSpace, Path, list[str]
     make_sampler(o.sampler, seed=o.seed, multi=len(metrics) > 1)
     if o.scheduler not in SCHEDULERS:
         raise UnknownNameError(f"--scheduler {o.scheduler}: unknown scheduler; valid: {', '.join(SCHEDULERS)}")
-    if len(metrics) > 1 and o.scheduler == "pbt":
-        raise ConfigError("--scheduler pbt optimises one metric; drop the metric list or use asha")
+    if len(metrics) > 1 and o.scheduler != "fifo" and not o.is_grid:
+        raise ConfigError(
+            f"--metric {','.join(metrics)}: --scheduler {o.scheduler} stops trials on one metric ({space.metric}), "
+            f"which would decide the front; pass --scheduler fifo for a multi-objective search"
+        )
     if not o.resume:
         check_writable(storage)  # every option checked: now the folder (or bucket), before anything is written
         loc = storage.child(_new_sweep_name(o, space))
@@ -265,6 +270,38 @@ def prepare(o: SweepOptions) -> tuple[SweepOptions, SearchSpace, Path, list[str]
         recall_at=o.recall_at or space.recall_at,
     )
     return o, space, sweep_dir, metrics
+
+
+def make_callbacks(o: SweepOptions) -> list[Any]:
+    """The ``--callback`` instances (a Ray Tune ``Callback`` subclass each, built with ``--callback-arg``)."""
+    import importlib
+
+    from ray.tune import Callback
+
+    out = []
+    for ref in o.callbacks:
+        mod, sep, qual = ref.partition(":")
+        if not sep or not mod or not qual:
+            raise ConfigError(
+                f"--callback {ref}: expected MODULE:CLASS, e.g. ray.air.integrations.mlflow:MLflowLoggerCallback"
+            )
+        try:
+            obj: Any = importlib.import_module(mod)
+            for part in qual.split("."):
+                obj = getattr(obj, part)
+        except (ImportError, AttributeError) as e:
+            raise ConfigError(
+                f"--callback {ref}: cannot import it on the driver ({e}); install its package or fix the name"
+            ) from None
+        if not (isinstance(obj, type) and issubclass(obj, Callback)):
+            raise ConfigError(f"--callback {ref}: not a ray.tune.Callback subclass")
+        try:
+            out.append(obj(**o.callback_args))
+        except TypeError as e:
+            raise ConfigError(
+                f"--callback {ref}: cannot be built from --callback-arg {o.callback_args} ({e})"
+            ) from None
+    return out
 
 
 def save_options(o: SweepOptions, sweep_dir: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 from zsltune.data.sources import DataInfo, StageRequest
@@ -19,6 +20,7 @@ from zsltune.sweep.options import (
     SweepOptions,
     SweepResult,
     TrialSpec,
+    make_callbacks,
     prepare,
     save_options,
     storage_location,
@@ -29,8 +31,13 @@ from zsltune.sweep.search import make_scheduler, make_searcher
 
 def load_data(cls: type[Trainer], fixed: dict[str, Any], *, stage: str, options: dict[str, Any] | SweepOptions) -> Any:
     """The stage's bundle from the method's own data source (no Ray): searches and reruns load it the same way."""
+    return cls.source(fixed).load(stage_request(stage=stage, options=options))
+
+
+def stage_request(*, stage: str, options: dict[str, Any] | SweepOptions) -> StageRequest:
+    """The data request a sweep's (or a stored sweep's) options make for ``stage``."""
     get = options.get if isinstance(options, dict) else lambda k, d=None: getattr(options, k, d)
-    req = StageRequest(
+    return StageRequest(
         dataset=str(get("dataset")),
         stage=stage,
         data_root=get("data_root"),
@@ -40,7 +47,23 @@ def load_data(cls: type[Trainer], fixed: dict[str, Any], *, stage: str, options:
         image_size=get("image_size"),
         recall_at=get("recall_at"),
     )
-    return cls.source(fixed).load(req)
+
+
+def write_provenance(
+    folder: Path, source: Any, bundle: Any, *, stage: str, options: dict[str, Any] | SweepOptions, rerun: bool = False
+) -> None:
+    """``provenance.json`` for a sweep folder (a resume appends its own record) and the space's copy; for a rerun,
+    its own record beside the sweep's, which it quotes."""
+    from zsltune import provenance
+
+    rec = provenance.record(data=source.provenance(stage_request(stage=stage, options=options), bundle))
+    if rerun:
+        provenance.write(folder, {**rec, "sweep": provenance.read(folder)}, name=provenance.RERUN_FILE)
+        return
+    space = options.get("space") if isinstance(options, dict) else options.space
+    path = Path(str(space)) if space else None
+    text = path.read_text() if path is not None and path.is_file() else None
+    provenance.write(folder, rec, space_text=text)
 
 
 def _data_seed(get: Any) -> int:
@@ -70,6 +93,7 @@ def first_trial(cls: type[Trainer], space: SearchSpace, dataset: str) -> dict[st
 def run_sweep(o: SweepOptions) -> SweepResult:
     """Run (or resume) one sweep and return where its results are."""
     o, space, sweep_dir, metrics = prepare(o)
+    extra_callbacks = make_callbacks(o)  # a bad --callback stops here, before anything is written
     loc = sweep_location(o, sweep_dir)  # sweep_dir: its driver-side folder (itself where storage is local)
     remote = loc if loc.local is None else None
     multi = len(metrics) > 1
@@ -78,6 +102,8 @@ def run_sweep(o: SweepOptions) -> SweepResult:
     data = load_data(cls, o.overrides, stage=o.stage, options=o)
     info = source.info(data)
     check_fixed(cls, space, o.overrides, info)
+    write_provenance(sweep_dir, source, data, stage=o.stage, options=o)
+    loc.upload(["provenance.json", "space.yaml"])
     assert o.max_epochs is not None and o.grace_period is not None
     spec = trial_spec(
         cls,
@@ -171,7 +197,7 @@ def run_sweep(o: SweepOptions) -> SweepResult:
             max_concurrent=o.max_concurrent,
             time_budget=o.time_budget,
             max_failures=o.max_failures,
-            callbacks=(parquet_cb,),
+            callbacks=(parquet_cb, *extra_callbacks),
             resume=o.resume,
             address=o.address,
             announce=announce,

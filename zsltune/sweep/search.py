@@ -62,6 +62,8 @@ class _NSGAII(optuna.samplers.NSGAIISampler):
 
 
 _LOCK = type(threading.Lock())
+#: metrics a study's trials carry as user attributes, where the method reports them
+HEADLINE = ("H", "U", "S", "H_cal", "H_alpha", "zsl_top1", "AUSUC", "recall@1", "NMI")
 
 
 class PruneAwareOptunaSearch(OptunaSearch):
@@ -71,22 +73,54 @@ class PruneAwareOptunaSearch(OptunaSearch):
     3-epoch score as a fully trained one. A trial that ends before ``max_epochs`` is pruned here.
     """
 
-    def __init__(self, *args: Any, max_epochs: int, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, max_epochs: int, rank_metric: str, rank_mode: str, **kwargs: Any) -> None:
         self.max_epochs = max_epochs
+        # a trial's score is its metric at its best iteration by rank_metric, as trials.parquet and `analyze best`
+        # rank it (and a rerun trains to), not at its last one
+        self.rank_metric, self.rank_mode = rank_metric, rank_mode
+        self._best: dict[str, dict[str, Any]] = {}
         super().__init__(*args, **kwargs)
+
+    def _setup_study(self, mode: str | list[str]) -> None:
+        super()._setup_study(mode)
+        names = self._metric if isinstance(self._metric, list) else [self._metric]
+        with warnings.catch_warnings():  # experimental in optuna 5 and stable in use since 3.2
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self._ot_study.set_metric_names(list(names))  # optuna-dashboard shows "H", not "Objective 0"
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if DIVERGED in result:  # NaN metrics of a diverged trial are no intermediate value
             return
+        v, best = result.get(self.rank_metric), self._best.get(trial_id)
+        if isinstance(v, int | float) and v == v:
+            old = None if best is None else best[self.rank_metric]
+            if old is None or (v > old if self.rank_mode == "max" else v < old):
+                self._best[trial_id] = {k: x for k, x in result.items() if isinstance(x, int | float)}
         # after a driver crash the journal can be ahead of the searcher's snapshot: a trial it already closed
         # may report again on resume; its intermediate values are then history, not news
         with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
             super().on_trial_result(trial_id, result)
 
+    def _annotate(self, trial_id: str) -> dict[str, Any] | None:
+        """The trial's best iteration as user attributes (Ray's trial id, the headline metrics); that iteration."""
+        best = self._best.get(trial_id)
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is None:
+            return best
+        with contextlib.suppress(Exception):  # a trial the journal already closed takes no attribute
+            ot_trial.set_user_attr("ray_trial_id", trial_id)
+            for k in (*HEADLINE, self.rank_metric, "epoch"):
+                if best is not None and k in best:
+                    ot_trial.set_user_attr("best_iteration" if k == "epoch" else k, best[k])
+        return best
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if result is not None and DIVERGED in result:  # the configuration failed: Optuna records it as FAIL
             error, result = True, None
+        best = self._annotate(trial_id)
         done = result is not None and int(result.get("epoch", 0)) >= self.max_epochs
+        if done and best is not None:
+            result = {**result, **best}  # the study's value: the metric at the best iteration
         if error or done or result is None or trial_id in self._completed_trials:
             return super().on_trial_complete(trial_id, result=result, error=error)
         ot_trial = self._ot_trials[trial_id]
@@ -175,5 +209,7 @@ def make_searcher(
         study_name=sweep_dir.name,
         storage=storage,
         max_epochs=o.max_epochs or 1,
+        rank_metric=space.metric if multi else metrics[0],
+        rank_mode=space.mode,
     )
     return searcher, {}

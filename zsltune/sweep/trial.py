@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import socket
 import tempfile
 import time
 import warnings
@@ -185,6 +186,7 @@ def _train(
             )
         device_s, restores = float(state["device_s"]), int(state["restores"]) + 1
     node = ray.get_runtime_context().get_node_id()
+    host, node_ip = socket.gethostname(), ray.util.get_node_ip_address()
     # a PBT clone of a finished leader (or a retry after the last epoch) has nothing left to train: report the
     # restored model once, so the trial ends with a result of its own
     epochs = range(trainer.epoch, stop) if trainer.epoch < stop else [None]
@@ -210,6 +212,8 @@ def _train(
             "eval_s": t2 - t1,
             "device_s": device_s,
             "node": node,
+            "hostname": host,
+            "node_ip": node_ip,
             "device": device.type,
             "pid": os.getpid(),
             "restores": restores,
