@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import optuna
@@ -327,3 +328,22 @@ def test_paper_profile_is_the_first_trial(local_ray, tiny_dataset_dir: Path, tmp
     assert first["lr_schedule"] == "constant" and first["K"] == 3  # per-dataset values the profile leaves alone
     epochs = pd.read_parquet(res.epochs_path)
     assert list(epochs["step"]) == [5]  # --iteration-steps: an iteration of 5 optimisation steps
+
+
+def test_resume_refuses_a_changed_option_with_its_stored_value(
+    local_ray, tiny_dataset_dir: Path, tmp_path: Path
+) -> None:
+    run_sweep(opts(tiny_dataset_dir, tmp_path, name="again", scheduler="fifo", num_samples=1, max_epochs=1))
+    stored = (tmp_path / "again" / "zsltune.json").read_text()
+    for change, needle in (
+        ({"num_samples": 5}, "--resume: --num-samples 5 differs from the sweep's stored 1"),
+        ({"sampler": "random"}, "--resume: --sampler random differs from the sweep's stored tpe"),
+        ({"overrides": {"lr": 0.1}}, "--resume: --set {'lr': 0.1} differs"),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(needle)):
+            kw = {"name": "again", "resume": True, "num_samples": 1, "max_epochs": 1, **change}
+            run_sweep(opts(tiny_dataset_dir, tmp_path, **kw))
+        assert (tmp_path / "again" / "zsltune.json").read_text() == stored  # nothing rewritten
+    # the same options again (the space by name, the dataset by path) resume
+    res = run_sweep(opts(tiny_dataset_dir, tmp_path, name="again", resume=True, num_samples=1, max_epochs=1))
+    assert res.counts["completed"] == 1

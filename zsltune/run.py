@@ -125,7 +125,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--data-seed",
         type=int,
-        default=0,
+        default=None,
         help="seed of the synthetic data and the validation hold-out (default 0): the same data for every --seed",
     )
     g = p.add_argument_group("ablation (a grid of fixed configurations instead of a search)")

@@ -5,14 +5,14 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import pyarrow.fs as pafs
 
 from zsltune.data import STAGES
-from zsltune.errors import ConfigError, UnknownNameError
+from zsltune.errors import ConfigError, UnknownNameError, ZsltuneError
 from zsltune.methods import Trainer, get_method
 from zsltune.methods.hparams import check_space, check_value
 from zsltune.space import SearchSpace, load_space
@@ -217,9 +217,48 @@ def _resume_options(o: SweepOptions, storage: Location) -> tuple[SweepOptions, P
     if not loc.exists("tuner.pkl") or not loc.exists(OPTIONS_FILE):
         raise ConfigError(f"--resume: {loc.uri} holds no sweep to resume; check --name and --storage")
     sweep_dir = loc.download(DRIVER_FILES)  # remote: the driver works on a local copy, uploaded as it changes
-    stored = json.loads((sweep_dir / OPTIONS_FILE).read_text())
+    stored = SweepOptions(**json.loads((sweep_dir / OPTIONS_FILE).read_text()))
+    refuse_changes(o, stored)
     keep = {k: getattr(o, k) for k in RESUME_KEEPS}
-    return replace(SweepOptions(**stored), **{**keep, "name": name, "storage": storage.uri}), sweep_dir
+    return replace(stored, **{**keep, "name": name, "storage": storage.uri}), sweep_dir
+
+
+#: the command-line spelling of options whose flag is not the field's name
+FLAGS = {"overrides": "--set", "grid": "--grid", "defaults_first": "--no-defaults-first", "callbacks": "--callback"}
+
+
+def refuse_changes(o: SweepOptions, stored: SweepOptions) -> None:
+    """A resume continues the sweep as it was stored: an option given with another value than the stored one is
+    refused with one line naming it (a Tune experiment's budget, samples and concurrency are fixed when it starts,
+    so none is silently dropped)."""
+    unset = SweepOptions(space="")
+    for f in fields(SweepOptions):
+        if f.name in RESUME_KEEPS:
+            continue
+        mine, theirs = getattr(o, f.name), getattr(stored, f.name)
+        if mine is None or mine == getattr(unset, f.name) or mine == theirs:
+            continue
+        if f.name == "space" and _space_path(mine) == _space_path(theirs):
+            continue
+        if f.name in ("dataset", "data_root") and _dir_or_name(mine) == _dir_or_name(theirs):
+            continue
+        flag = FLAGS.get(f.name, "--" + f.name.replace("_", "-"))
+        raise ConfigError(
+            f"--resume: {flag} {mine} differs from the sweep's stored {theirs}; a resume continues the sweep as it "
+            f"ran (drop {flag}, or start a new sweep with --name)"
+        )
+
+
+def _space_path(name: Any) -> str:
+    try:
+        return str(load_space(str(name)).path)
+    except ZsltuneError:
+        return str(name)
+
+
+def _dir_or_name(v: Any) -> str:
+    p = Path(str(v)).expanduser()
+    return str(p.resolve()) if p.is_dir() else str(v)
 
 
 def prepare(o: SweepOptions) -> tuple[SweepOptions, SearchSpace, Path, list[str]]:
