@@ -80,27 +80,21 @@ def _pairs(scores: tuple[Any, Any], stage: Any) -> tuple[Any, Any, Any, Any]:
 
 
 def run_clswgan(stage: Any, *, seed: int) -> dict[str, Any]:
-    from zsltune.baseline.clswgan import VARIANTS, MinMax, _final_scores, train_generator
+    """The frozen reference (its own two stages, the same random stream as `zsltune baseline clswgan`), then the
+    health of its generator on a stream of its own."""
+    from zsltune.baseline.clswgan import VARIANTS, fit_clswgan, fitted_scores
     from zsltune.methods.base import gzsl_report
     from zsltune.methods.gan import generator_health
 
     v = VARIANTS["cpu"]
     t0 = time.perf_counter()
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    prep = MinMax(stage.x_train)
-    x, y = prep(stage.x_train), torch.from_numpy(stage.y_train)
+    f = fit_clswgan(stage, v, seed=seed)
+    r = gzsl_report(*_pairs(fitted_scores(stage, f, v), stage), n_seen=stage.n_seen)
     att = torch.from_numpy(stage.attributes)
-    p = att.shape[1]
-    g = train_generator(x, y, att, stage.n_seen, v, gen)
-    unseen = torch.arange(stage.n_seen, stage.num_classes).repeat_interleave(v.n_syn)
+    ys = torch.arange(stage.n_seen).repeat_interleave(100)  # (S·100,)
+    z = torch.randn(ys.shape[0], att.shape[1], generator=torch.Generator().manual_seed(seed + 1))
     with torch.no_grad():
-        x_syn = g(torch.cat([torch.randn(unseen.shape[0], p, generator=gen), att[unseen]], 1))
-        ys = torch.arange(stage.n_seen).repeat_interleave(100)
-        health = generator_health(x, y, g(torch.cat([torch.randn(ys.shape[0], p, generator=gen), att[ys]], 1)), ys,
-                                  stage.n_seen)  # fmt: skip
-    s_seen, s_unseen = _final_scores(stage, prep, torch.cat([x, x_syn]), torch.cat([y, unseen]), v, gen)
-    r = gzsl_report(s_seen, stage.y_seen, s_unseen, stage.y_unseen, n_seen=stage.n_seen)
+        health = generator_health(f.x, f.y, f.g(torch.cat([z, att[ys]], 1)), ys, stage.n_seen)
     return {"step": v.iters, "s": round(time.perf_counter() - t0, 1), **r, **health}
 
 

@@ -108,19 +108,40 @@ def train_generator(
     return g.requires_grad_(False)
 
 
-def clswgan_scores(data: StageData, variant: Variant, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Train on ``data``'s training images; scores over every stage class for its seen and unseen evaluation images."""
+@dataclass
+class Fitted:
+    """A trained f-CLSWGAN generator with what its second stage continues from: the min-max transform, the scaled
+    training features ``x`` (N, D) and labels ``y`` (N,), and the run's random stream."""
+
+    g: nn.Module
+    prep: MinMax
+    x: torch.Tensor
+    y: torch.Tensor
+    gen: torch.Generator
+
+
+def fit_clswgan(data: StageData, variant: Variant, *, seed: int = 0) -> Fitted:
+    """The generator trained on ``data``'s training images (the first stage)."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     prep = MinMax(data.x_train)
     x, y = prep(data.x_train), torch.from_numpy(data.y_train)  # (N, D), (N,)
+    g = train_generator(x, y, torch.from_numpy(data.attributes), data.n_seen, variant, gen)
+    return Fitted(g, prep, x, y, gen)
+
+
+def fitted_scores(data: StageData, f: Fitted, variant: Variant) -> tuple[np.ndarray, np.ndarray]:
+    """The second stage: ``n_syn`` generated features per unseen class, the final softmax, evaluation scores."""
     att = torch.from_numpy(data.attributes)  # (C, P)
-    p = att.shape[1]
-    g = train_generator(x, y, att, data.n_seen, variant, gen)
     unseen = torch.arange(data.n_seen, data.num_classes).repeat_interleave(variant.n_syn)  # (U·n_syn,)
     with torch.no_grad():
-        x_syn = g(torch.cat([torch.randn(unseen.shape[0], p, generator=gen), att[unseen]], 1))
-    return _final_scores(data, prep, torch.cat([x, x_syn]), torch.cat([y, unseen]), variant, gen)
+        x_syn = f.g(torch.cat([torch.randn(unseen.shape[0], att.shape[1], generator=f.gen), att[unseen]], 1))
+    return _final_scores(data, f.prep, torch.cat([f.x, x_syn]), torch.cat([f.y, unseen]), variant, f.gen)
+
+
+def clswgan_scores(data: StageData, variant: Variant, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Train on ``data``'s training images; scores over every stage class for its seen and unseen evaluation images."""
+    return fitted_scores(data, fit_clswgan(data, variant, seed=seed), variant)
 
 
 def supplied_scores(

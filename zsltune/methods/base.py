@@ -410,15 +410,22 @@ def method_ref(cls: type[Trainer]) -> tuple[str, str | None]:
     return ref, str(root)
 
 
-def import_method(ref: str, path: str | None = None) -> type[Trainer]:
-    """The trainer class at ``module:QualName``, importing the module (from ``path`` too, where given)."""
+def import_object(ref: str, path: str | None = None) -> Any:
+    """The object at ``module:QualName``, importing the module (from ``path`` too, where given); ImportError or
+    AttributeError for the caller to word."""
     module, _, qual = ref.partition(":")
     if path and path not in sys.path:
         sys.path.insert(0, path)
+    obj: Any = importlib.import_module(module)
+    for part in qual.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def import_method(ref: str, path: str | None = None) -> type[Trainer]:
+    """The trainer class at ``module:QualName``, importing the module (from ``path`` too, where given)."""
     try:
-        obj: Any = importlib.import_module(module)
-        for part in qual.split("."):
-            obj = getattr(obj, part)
+        obj = import_object(ref, path)
     except (ImportError, AttributeError) as e:
         msg = f"method '{ref}': cannot import it ({e}); check the module path and PYTHONPATH"
         raise UnknownNameError(msg) from None

@@ -50,8 +50,8 @@ ABLATIONS = ("gen", "gen+inf", "gen+inf+feat", "full")
 #: the generator's output activation
 G_OUTPUTS = ("relu", "sigmoid")
 #: a generated feature spread below this fraction of the real one is a collapsed generator: once the spread has
-#: been 10x higher, or after COLLAPSE_AFTER generator iterations (an untrained generator's sigmoid outputs ~0.5
-#: everywhere, spread ~0)
+#: been 10x higher, or after COLLAPSE_AFTER generator iterations (an untrained generator's output is near-constant,
+#: ~0 from a ReLU and ~0.5 from a sigmoid: spread ~0)
 COLLAPSED_SPREAD = 0.02
 COLLAPSE_AFTER = 1000
 #: a Wasserstein estimate beyond this is an exploding critic
@@ -311,13 +311,14 @@ class TLVSC(Trainer):
         number so that their mean column sd is x's. Per-column standardisation inflates the columns where generated
         and real features differ slightly and the softmax learns "real: a seen class" (demo val stage, one generator:
         H 0.15 standardised, 0.30 in the min-max scale; benchmarks/README.md, TL-VSC)."""
+        out = torch.ones(x.shape[1], device=x.device)  # (D',)
+        if not self.use_phi:  # φ = x: nothing to rescale
+            return out
         sd = x.std(0)  # (D',)
-        d_x = self.data.feature_dim
-        out = torch.ones_like(sd)
-        if self.use_phi:
-            ref = sd[:d_x].mean().clamp_min(1e-6)
-            for lo, hi in ((d_x, d_x + int(self.config["hidden"])), (d_x + int(self.config["hidden"]), sd.shape[0])):
-                out[lo:hi] = sd[lo:hi].mean().clamp_min(1e-6) / ref
+        d_x, d_f = self.data.feature_dim, int(self.config["hidden"])
+        ref = sd[:d_x].mean().clamp_min(1e-6)
+        for lo, hi in ((d_x, d_x + d_f), (d_x + d_f, sd.shape[0])):
+            out[lo:hi] = sd[lo:hi].mean().clamp_min(1e-6) / ref
         return out
 
     @torch.no_grad()

@@ -13,7 +13,7 @@ import pyarrow.fs as pafs
 
 from zsltune.data import STAGES
 from zsltune.errors import ConfigError, UnknownNameError, ZsltuneError
-from zsltune.methods import Trainer, get_method
+from zsltune.methods import Trainer, get_method, import_object
 from zsltune.methods.hparams import check_space, check_value
 from zsltune.space import SearchSpace, load_space
 from zsltune.storage import Location, check_writable, parse_storage
@@ -313,8 +313,6 @@ def prepare(o: SweepOptions) -> tuple[SweepOptions, SearchSpace, Path, list[str]
 
 def make_callbacks(o: SweepOptions) -> list[Any]:
     """The ``--callback`` instances (a Ray Tune ``Callback`` subclass each, built with ``--callback-arg``)."""
-    import importlib
-
     from ray.tune import Callback
 
     out = []
@@ -325,9 +323,7 @@ def make_callbacks(o: SweepOptions) -> list[Any]:
                 f"--callback {ref}: expected MODULE:CLASS, e.g. ray.air.integrations.mlflow:MLflowLoggerCallback"
             )
         try:
-            obj: Any = importlib.import_module(mod)
-            for part in qual.split("."):
-                obj = getattr(obj, part)
+            obj = import_object(ref)
         except (ImportError, AttributeError) as e:
             raise ConfigError(
                 f"--callback {ref}: cannot import it on the driver ({e}); install its package or fix the name"

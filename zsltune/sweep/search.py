@@ -107,7 +107,7 @@ class PruneAwareOptunaSearch(OptunaSearch):
         ot_trial = self._ot_trials.get(trial_id)
         if ot_trial is None:
             return best
-        with contextlib.suppress(Exception):  # a trial the journal already closed takes no attribute
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # closed in the journal (a resume)
             ot_trial.set_user_attr("ray_trial_id", trial_id)
             for k in (*HEADLINE, self.rank_metric, "epoch"):
                 if best is not None and k in best:
