@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -336,7 +337,7 @@ def test_resume_refuses_a_changed_option_with_its_stored_value(
     run_sweep(opts(tiny_dataset_dir, tmp_path, name="again", scheduler="fifo", num_samples=1, max_epochs=1))
     stored = (tmp_path / "again" / "zsltune.json").read_text()
     for change, needle in (
-        ({"num_samples": 5}, "--resume: --num-samples 5 differs from the sweep's stored 1"),
+        ({"max_epochs": 2}, "--resume: --max-epochs 2 differs from the sweep's stored 1"),
         ({"sampler": "random"}, "--resume: --sampler random differs from the sweep's stored tpe"),
         ({"overrides": {"lr": 0.1}}, "--resume: --set {'lr': 0.1} differs"),
     ):
@@ -347,3 +348,118 @@ def test_resume_refuses_a_changed_option_with_its_stored_value(
     # the same options again (the space by name, the dataset by path) resume
     res = run_sweep(opts(tiny_dataset_dir, tmp_path, name="again", resume=True, num_samples=1, max_epochs=1))
     assert res.counts["completed"] == 1
+
+
+def _study(sweep_dir: Path) -> optuna.Study:
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(sweep_dir / "optuna.journal"))
+    )
+    return optuna.load_study(study_name=sweep_dir.name, storage=storage)
+
+
+def test_resume_with_more_samples_continues_the_study(local_ray, tiny_dataset_dir: Path, tmp_path: Path) -> None:
+    """``--resume --num-samples 4`` on a finished 2-trial sweep runs 2 more trials: the same Optuna study, the same
+    Parquet files, the stored options updated; fewer than stored is then refused and writes nothing."""
+    from analysis.best import rank_trials
+    from analysis.sweepdir import load_sweep
+
+    kw = {"name": "more", "scheduler": "fifo", "max_epochs": 1, "max_concurrent": 1}  # one actor, reused: fast
+    first = run_sweep(opts(tiny_dataset_dir, tmp_path, **kw, num_samples=2))
+    before = set(pd.read_parquet(first.trials_path)["trial_id"])
+    res = run_sweep(opts(tiny_dataset_dir, tmp_path, **kw, resume=True, num_samples=4))
+    trials, epochs = pd.read_parquet(res.trials_path), pd.read_parquet(res.epochs_path)
+    assert len(trials) == 4 and trials["trial_id"].is_unique and before < set(trials["trial_id"])
+    assert set(trials["status"]) == {"completed"} and res.counts["completed"] == 4
+    assert len(epochs) == 4 and not epochs.duplicated(["trial_id", "epoch"]).any()
+    study = _study(res.sweep_dir)
+    assert len(study.trials) == 4 and {t.state for t in study.trials} == {optuna.trial.TrialState.COMPLETE}
+    assert {t.user_attrs["ray_trial_id"] for t in study.trials} == set(trials["trial_id"])
+    defaults = load_space("linear").defaults("tiny")
+    assert [t.params == defaults for t in study.trials] == [True, False, False, False]  # not enqueued again
+    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 4  # the sampler's draws moved on
+    stored = (res.sweep_dir / "zsltune.json").read_text()
+    assert json.loads(stored)["num_samples"] == 4
+    assert json.loads((res.sweep_dir / "provenance.json").read_text())["resumes"][-1]["applied"] == {
+        "num_samples": [2, 4]
+    }
+    assert len(rank_trials(load_sweep(res.sweep_dir))) == 4  # analyze best / report read all of them
+
+    files = {f: (res.sweep_dir / f).read_bytes() for f in ("trials.parquet", "optuna.journal", "provenance.json")}
+    with pytest.raises(
+        ConfigError, match=re.escape("--resume: --num-samples 3 is fewer than the sweep's stored 4")
+    ) as e:
+        run_sweep(opts(tiny_dataset_dir, tmp_path, **kw, resume=True, num_samples=3))
+    assert "\n" not in str(e.value)
+    assert (res.sweep_dir / "zsltune.json").read_text() == stored
+    assert {f: (res.sweep_dir / f).read_bytes() for f in files} == files  # nothing written
+
+
+def test_resume_applies_a_new_concurrency_and_a_longer_budget(
+    local_ray, tiny_dataset_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_sweep(opts(tiny_dataset_dir, tmp_path, name="conc", scheduler="fifo", num_samples=1, max_epochs=1))
+    kw = {"name": "conc", "resume": True, "max_epochs": 1}
+    with pytest.raises(ConfigError, match=re.escape("--resume: --time-budget 0.001 has already run out (the sweep's")):
+        run_sweep(opts(tiny_dataset_dir, tmp_path, **kw, time_budget=0.001))
+    res = run_sweep(
+        opts(tiny_dataset_dir, tmp_path, **kw, num_samples=2, max_concurrent=1, time_budget=600.0, quiet=False)
+    )
+    err = capsys.readouterr().err
+    assert "--num-samples 1 -> 2, --time-budget None -> 600.0, --max-concurrent None -> 1 for the rest" in err
+    assert "1 more trial (2 in all), tpe + fifo, up to 1 at once" in err
+    stored = json.loads((res.sweep_dir / "zsltune.json").read_text())
+    assert (stored["num_samples"], stored["max_concurrent"], stored["time_budget"]) == (2, 1, 600)
+    trials = pd.read_parquet(res.trials_path)
+    assert len(trials) == 2 and set(trials["status"]) == {"completed"}
+    with pytest.raises(
+        ConfigError, match=re.escape("--resume: --time-budget 300 is shorter than the sweep's stored 600")
+    ):
+        run_sweep(opts(tiny_dataset_dir, tmp_path, **kw, time_budget=300))
+
+
+def test_interrupted_sweep_resumed_with_more_concurrency_starts_the_rest_anew(
+    local_ray, tiny_dataset_dir: Path, tmp_path: Path
+) -> None:
+    """A 2-trial sweep interrupted in its first trial (Tune's stop signal), resumed with ``--max-concurrent 2``: the
+    restored job finishes the interrupted trial and starts none of its own; the second runs in a new job with the
+    new concurrency. Every trial-epoch once, and the study holds every trial."""
+    import os
+    import signal
+    import threading
+
+    import pyarrow.fs as pafs
+    from _procs import read_parquet
+
+    from zsltune.sweep.callbacks import stored_statuses
+
+    sweep = tmp_path / "cut"
+    stop = threading.Event()
+
+    def interrupt_once_a_trial_starts() -> None:
+        while not stop.wait(0.05):
+            trials = read_parquet(sweep / "trials.parquet")
+            if trials is not None and len(trials):  # written as the first trial starts: Tune's handler is in place
+                os.kill(os.getpid(), signal.SIGUSR1)  # what Tune treats as Ctrl+C: a last snapshot, then it returns
+                return
+
+    kw = {"name": "cut", "max_epochs": 2, "overrides": {"batch_size": 1}}  # batch 1: the trial outlasts the signal
+    watcher = threading.Thread(target=interrupt_once_a_trial_starts, daemon=True)
+    watcher.start()
+    try:
+        run_sweep(opts(tiny_dataset_dir, tmp_path, **kw, scheduler="fifo", num_samples=2, max_concurrent=1))
+    finally:
+        stop.set()
+        watcher.join()
+    before = pd.read_parquet(sweep / "trials.parquet")
+    assert list(before["status"]) == ["running"], before[["trial_id", "status", "epochs"]]
+
+    res = run_sweep(opts(tiny_dataset_dir, tmp_path, **kw, resume=True, num_samples=2, max_concurrent=2))
+    trials, epochs = pd.read_parquet(res.trials_path), pd.read_parquet(res.epochs_path)
+    assert len(trials) == 2 and set(trials["status"]) == {"completed"} and (trials["epochs"] == 2).all()
+    assert len(epochs) == 4 and not epochs.duplicated(["trial_id", "epoch"]).any()
+    # the restored job started nothing (it would have run its second sample): the new job, Ray's newest snapshot,
+    # ran the other trial
+    newest = set(stored_statuses(pafs.LocalFileSystem(), str(sweep)))
+    assert newest == set(trials["trial_id"]) - set(before["trial_id"]) and len(newest) == 1
+    assert len(_study(sweep).trials) == 2
+    assert json.loads((sweep / "zsltune.json").read_text())["max_concurrent"] == 2

@@ -109,7 +109,9 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
         help="fix a hyperparameter for every trial (repeatable)",
     )
     g = p.add_argument_group("search")
-    g.add_argument("--num-samples", type=int, default=8, help="number of trials (default 8)")
+    g.add_argument(
+        "--num-samples", type=int, help="number of trials (default 8; with --resume, more than stored adds trials)"
+    )
     g.add_argument("--sampler", default="tpe", help="tpe | cmaes | gp | random | qmc | nsga2 (default tpe)")
     g.add_argument("--scheduler", default="asha", help="asha | hyperband | median | pbt | fifo (default asha)")
     g.add_argument("--max-epochs", type=int, help="iterations per trial (default: the space's)")
@@ -120,7 +122,11 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="an iteration is N optimisation steps (0: one epoch; default: the space's iteration_steps)",
     )
-    g.add_argument("--time-budget", type=float, help="stop the sweep after this many seconds")
+    g.add_argument(
+        "--time-budget",
+        type=float,
+        help="stop the sweep this many seconds after it started, gaps between resumes included (--resume may extend)",
+    )
     g.add_argument("--seed", type=int, default=0, help="seed of the search and the trials (not the data)")
     g.add_argument(
         "--data-seed",
@@ -148,7 +154,11 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
         help="host memory per trial: Ray schedules trials by it and a trial allocating more fails as out of memory "
         "(retried, reason recorded); default: no cap",
     )
-    g.add_argument("--max-concurrent", type=int, help="trials at once (default: what the resources allow)")
+    g.add_argument(
+        "--max-concurrent",
+        type=int,
+        help="trials at once (default: what the resources allow; with --resume, for the trials not yet started)",
+    )
     g.add_argument("--max-failures", type=int, default=2, help="retries of a failed trial from its checkpoint")
     g.add_argument("--checkpoint-every", type=int, default=1, help="epochs between checkpoints (default 1)")
     g.add_argument(

@@ -33,7 +33,11 @@ class ParquetCallback(tune.Callback):
         fixed: dict[str, Any] | None = None,
         quiet: bool = False,
         remote: Location | None = None,
+        earlier: frozenset[str] = frozenset(),
     ) -> None:
+        # trials of the sweep's earlier Tune jobs (a resume that added trials): never this job's orphans; pickled
+        # with the job, so a resume of this one knows them too
+        self.earlier = frozenset(earlier)
         self.remote = remote  # where the sweep lives when not on this machine: each write is uploaded there
         self.fixed = dict(fixed or {})  # --set hyperparameters, recorded as config columns like sampled ones
         self.sweep_dir, self.metric, self.mode = Path(sweep_dir), metric, mode
@@ -68,9 +72,10 @@ class ParquetCallback(tune.Callback):
         would count twice. Nothing is dropped when no known trial overlaps the Parquet rows (a restore that failed).
         """
         known = {t.trial_id for t in trials}
-        if not known & set(self.sink.trials):
+        mine = set(self.sink.trials) - getattr(self, "earlier", frozenset())  # a job pickled before `earlier`: none
+        if not known & mine:
             return
-        orphans = sorted(set(self.sink.trials) - known)
+        orphans = sorted(mine - known)
         if orphans:
             self.sink.drop_trials(orphans)
             self._flush(force=True)

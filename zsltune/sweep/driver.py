@@ -8,8 +8,9 @@ starts or joins Ray, checks the resources against the cluster, and reaches the s
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from zsltune.sweep.address import resolve_address
 from zsltune.sweep.autoscale import autoscaler_limits, max_trials
 from zsltune.sweep.callbacks import CheckpointPruner, prune_to_newest
 from zsltune.sweep.options import TrialSpec
+from zsltune.sweep.search import no_new_trials
 from zsltune.sweep.trial import run_trial
 
 GB = 1024**3
@@ -52,6 +54,9 @@ class Job:
     dirname: Callable[[Any], str] = trial_dirname
     resume: bool = False
     resume_errored: bool = False
+    #: False with ``resume``: finish the trials Ray's snapshot holds and start none (a resume that changes the
+    #: sample count, budget or concurrency runs the rest as a new job: zsltune.sweep.runner)
+    start_new: bool = True
     address: str | None = None
     #: called on the driver once Ray is up, before the trials start, with the concurrency limit (progress lines)
     announce: Callable[[int], None] | None = None
@@ -61,6 +66,16 @@ class Job:
 
 def run_job(job: Job) -> None:
     """Run (or resume) ``job`` to the end; starts a private Ray or joins a cluster, and shuts down what it started."""
+    run_jobs([job])
+
+
+def run_jobs(jobs: Iterable[Job]) -> None:
+    """Run ``jobs`` one after another on one Ray (the first job's address and runtime environment); a generator may
+    build each job once the one before has ended. No job: Ray is not started."""
+    it = iter(jobs)
+    job = next(it, None)
+    if job is None:
+        return
     started_ray = not ray.is_initialized()
     address = resolve_address(job.address)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -76,7 +91,9 @@ def run_job(job: Job) -> None:
             runtime_env=_import_env(job.spec),
         )
     try:
-        _fit(job, probe=not (started_ray and address == "local"))  # a private Ray has no autoscaler to ask
+        while job is not None:
+            _fit(job, probe=not (started_ray and address == "local"))  # a private Ray has no autoscaler to ask
+            job = next(it, None)
     finally:
         if started_ray:
             ray.shutdown()
@@ -179,7 +196,8 @@ def _fit(job: Job, *, probe: bool = True) -> None:
         job.announce(max_concurrent)
     if scaling and job.announce_scaling is not None:
         job.announce_scaling(scaling)
-    tuner.fit()
+    with contextlib.nullcontext() if job.start_new else no_new_trials():
+        tuner.fit()
     # fit() returns after its last experiment snapshot reached storage: no trial needs more than its newest
     prune_to_newest(loc.fs, exp.path)
 

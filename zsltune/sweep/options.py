@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,9 @@ from zsltune.methods.hparams import check_space, check_value
 from zsltune.space import SearchSpace, load_space
 from zsltune.storage import Location, check_writable, parse_storage
 from zsltune.sweep.search import SCHEDULERS, make_sampler
+
+#: trials of a search when ``--num-samples`` is not given
+DEFAULT_SAMPLES = 8
 
 
 def default_storage() -> Path:
@@ -47,7 +51,7 @@ class SweepOptions:
     data_root: str | None = None
     stage: str = "val"
     attributes: str = "att"
-    num_samples: int = 8
+    num_samples: int | None = None  # trials; None: DEFAULT_SAMPLES (a resume: the stored count)
     sampler: str = "tpe"
     scheduler: str = "asha"
     metric: str | None = None  # "H", or "U,S" for a multi-objective study
@@ -145,7 +149,7 @@ def _check_options(o: SweepOptions, space: SearchSpace, trainer_cls: type[Traine
             "run `zsltune analyze rerun SWEEP_DIR` to retrain the selected configurations on the test stage"
         )
     checks = [
-        (o.num_samples >= 1, f"--num-samples must be >= 1, got {o.num_samples}"),
+        (o.num_samples is None or o.num_samples >= 1, f"--num-samples must be >= 1, got {o.num_samples}"),
         (o.repeats >= 1, f"--repeats must be >= 1 (seeds per grid configuration), got {o.repeats}"),
         (o.cpus_per_trial > 0, f"--cpus-per-trial must be > 0, got {o.cpus_per_trial}"),
         (o.gpus_per_trial >= 0, f"--gpus-per-trial must be >= 0, got {o.gpus_per_trial}"),
@@ -186,6 +190,9 @@ def _check_options(o: SweepOptions, space: SearchSpace, trainer_cls: type[Traine
 OPTIONS_FILE = "zsltune.json"
 #: options a resume may change; the rest come from the sweep's OPTIONS_FILE
 RESUME_KEEPS = ("name", "storage", "resume", "quiet", "address")
+#: options a resume applies when given with another value (more trials, a longer budget, another concurrency): the
+#: stored ones are updated, and the trials still to run start as a new Tune job (zsltune.sweep.runner)
+RESUME_APPLIES = ("num_samples", "time_budget", "max_concurrent")
 
 
 #: the driver-side files of a sweep, uploaded to remote storage as they change (and fetched back by --resume)
@@ -209,7 +216,8 @@ def _newest_sweep(storage: Location) -> str | None:
 
 
 def _resume_options(o: SweepOptions, storage: Location) -> tuple[SweepOptions, Path]:
-    """The stored options of the sweep to resume (``--name``, or the newest under ``storage``)."""
+    """The stored options of the sweep to resume (``--name``, or the newest under ``storage``), with the changes a
+    resume applies (:data:`RESUME_APPLIES`) taken from ``o``."""
     name = o.name or _newest_sweep(storage)
     if name is None:
         raise ConfigError(f"--resume: no sweep under {storage.uri}; pass --name NAME (and --storage)")
@@ -217,36 +225,113 @@ def _resume_options(o: SweepOptions, storage: Location) -> tuple[SweepOptions, P
     if not loc.exists("tuner.pkl") or not loc.exists(OPTIONS_FILE):
         raise ConfigError(f"--resume: {loc.uri} holds no sweep to resume; check --name and --storage")
     sweep_dir = loc.download(DRIVER_FILES)  # remote: the driver works on a local copy, uploaded as it changes
-    stored = SweepOptions(**json.loads((sweep_dir / OPTIONS_FILE).read_text()))
+    stored = load_options(sweep_dir)
     refuse_changes(o, stored)
+    applied = {k: new for k, (_, new) in resume_changes(o, stored).items()}
+    check_resume_changes(applied, stored, sweep_dir=sweep_dir)
     keep = {k: getattr(o, k) for k in RESUME_KEEPS}
-    return replace(stored, **{**keep, "name": name, "storage": storage.uri}), sweep_dir
+    return replace(stored, **{**keep, **applied, "name": name, "storage": storage.uri}), sweep_dir
+
+
+def load_options(sweep_dir: Path) -> SweepOptions:
+    """The options stored in a sweep folder (its :data:`OPTIONS_FILE`)."""
+    return SweepOptions(**json.loads((sweep_dir / OPTIONS_FILE).read_text()))
 
 
 #: the command-line spelling of options whose flag is not the field's name
 FLAGS = {"overrides": "--set", "grid": "--grid", "defaults_first": "--no-defaults-first", "callbacks": "--callback"}
 
 
+def flag_of(name: str) -> str:
+    """The command-line flag of a :class:`SweepOptions` field."""
+    return FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
+def _given(o: SweepOptions, name: str) -> bool:
+    """Whether ``o`` sets ``name`` at all: a value other than the unset default (None, or the dataclass's)."""
+    mine = getattr(o, name)
+    return mine is not None and mine != getattr(SweepOptions(space=""), name)
+
+
 def refuse_changes(o: SweepOptions, stored: SweepOptions) -> None:
     """A resume continues the sweep as it was stored: an option given with another value than the stored one is
-    refused with one line naming it (a Tune experiment's budget, samples and concurrency are fixed when it starts,
-    so none is silently dropped)."""
-    unset = SweepOptions(space="")
+    refused with one line naming it, except those a resume applies (:data:`RESUME_APPLIES`, checked by
+    :func:`check_resume_changes`), so none is silently dropped."""
     for f in fields(SweepOptions):
-        if f.name in RESUME_KEEPS:
+        if f.name in RESUME_KEEPS or f.name in RESUME_APPLIES or not _given(o, f.name):
             continue
         mine, theirs = getattr(o, f.name), getattr(stored, f.name)
-        if mine is None or mine == getattr(unset, f.name) or mine == theirs:
+        if mine == theirs:
             continue
         if f.name == "space" and _space_path(mine) == _space_path(theirs):
             continue
         if f.name in ("dataset", "data_root") and _dir_or_name(mine) == _dir_or_name(theirs):
             continue
-        flag = FLAGS.get(f.name, "--" + f.name.replace("_", "-"))
+        flag = flag_of(f.name)
         raise ConfigError(
             f"--resume: {flag} {mine} differs from the sweep's stored {theirs}; a resume continues the sweep as it "
             f"ran (drop {flag}, or start a new sweep with --name)"
         )
+
+
+def resume_changes(o: SweepOptions, stored: SweepOptions) -> dict[str, tuple[Any, Any]]:
+    """The options of :data:`RESUME_APPLIES` that ``o`` gives with another value than ``stored``: name -> (stored,
+    new)."""
+    return {
+        k: (getattr(stored, k), getattr(o, k))
+        for k in RESUME_APPLIES
+        if _given(o, k) and getattr(o, k) != getattr(stored, k)
+    }
+
+
+def check_resume_changes(applied: dict[str, Any], stored: SweepOptions, *, sweep_dir: Path) -> None:
+    """Refuse, with one line naming the option and its stored value, a change a resume cannot apply: fewer trials
+    than stored or than already ran, a shorter or already spent time budget, any of them on a grid or PBT sweep
+    (a grid runs its product, a PBT population is fixed when it starts)."""
+    if not applied:
+        return
+    run, started = trials_run(sweep_dir)
+    for k, new in applied.items():
+        flag, old = flag_of(k), getattr(stored, k)
+        if stored.is_grid or stored.scheduler == "pbt":
+            kind = "a grid sweep runs its grid" if stored.is_grid else "a PBT sweep keeps the population it started"
+            raise ConfigError(
+                f"--resume: {flag} {new} differs from the sweep's stored {old}; {kind} as it was stored (drop {flag}, "
+                f"or start a new sweep with --name)"
+            )
+        if k == "num_samples" and new < max(old or 0, run):
+            raise ConfigError(
+                f"--resume: --num-samples {new} is fewer than the sweep's stored {old} ({run} trials ran); a resume "
+                f"may only add trials (drop --num-samples, or give more than {max(old or 0, run)})"
+            )
+        if k == "time_budget" and old is not None and new < old:
+            raise ConfigError(
+                f"--resume: --time-budget {new:g} is shorter than the sweep's stored {old:g}; a resume may only extend "
+                f"it (drop --time-budget, or give more than {old:g})"
+            )
+    budget = applied.get("time_budget", stored.time_budget)
+    spent = time.time() - started if started is not None else 0.0
+    if budget is not None and budget <= spent:  # Ray's budget, restored on resume, counts the gaps too
+        theirs = "none" if stored.time_budget is None else f"{stored.time_budget:g}"
+        raise ConfigError(
+            f"--resume: --time-budget {budget:g} has already run out (the sweep's stored {theirs}): a sweep's budget "
+            f"counts from its first trial, {spent:.0f} s ago; give --time-budget above {spent:.0f}"
+        )
+
+
+def trials_run(sweep_dir: Path) -> tuple[int, float | None]:
+    """How many trials ``trials.parquet`` holds, and when the first of them started (seconds since the epoch)."""
+    path = sweep_dir / "trials.parquet"
+    if not path.is_file():
+        return 0, None
+    import pandas as pd
+
+    t = pd.read_parquet(path, columns=["trial_id", "started_at"])
+    col = t["started_at"]
+    # UTC timestamps on disk; a file from before that change holds seconds
+    secs = col.map(lambda v: v.timestamp()) if col.dtype.kind == "M" else pd.to_numeric(col, errors="coerce")
+    first = secs.min()
+    return int(t["trial_id"].nunique()), None if pd.isna(first) else float(first)
 
 
 def _space_path(name: Any) -> str:
@@ -301,6 +386,7 @@ def prepare(o: SweepOptions) -> tuple[SweepOptions, SearchSpace, Path, list[str]
         space=str(space.path or o.space),
         dataset=dataset,
         data_root=data_root,
+        num_samples=o.num_samples or DEFAULT_SAMPLES,
         max_epochs=o.max_epochs or space.max_epochs,
         grace_period=o.grace_period or space.grace_period,
         iteration_steps=(o.iteration_steps if o.iteration_steps is not None else space.iteration_steps) or 0,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,18 +15,22 @@ from zsltune.results import ResultsSink
 from zsltune.space import SearchSpace
 from zsltune.storage import human_size
 from zsltune.sweep.callbacks import UPLOADED, ParquetCallback, best_row
-from zsltune.sweep.driver import Job, run_job
+from zsltune.sweep.driver import Job, run_jobs
 from zsltune.sweep.grid import grid_names
 from zsltune.sweep.options import (
     OPTIONS_FILE,
     SweepOptions,
     SweepResult,
     TrialSpec,
+    flag_of,
+    load_options,
     make_callbacks,
     prepare,
+    resume_changes,
     save_options,
     storage_location,
     sweep_location,
+    trials_run,
 )
 from zsltune.sweep.search import make_scheduler, make_searcher
 
@@ -50,13 +56,22 @@ def stage_request(*, stage: str, options: dict[str, Any] | SweepOptions) -> Stag
 
 
 def write_provenance(
-    folder: Path, source: Any, bundle: Any, *, stage: str, options: dict[str, Any] | SweepOptions, rerun: bool = False
+    folder: Path,
+    source: Any,
+    bundle: Any,
+    *,
+    stage: str,
+    options: dict[str, Any] | SweepOptions,
+    rerun: bool = False,
+    applied: dict[str, tuple[Any, Any]] | None = None,
 ) -> None:
-    """``provenance.json`` for a sweep folder (a resume appends its own record) and the space's copy; for a rerun,
-    its own record beside the sweep's, which it quotes."""
+    """``provenance.json`` for a sweep folder (a resume appends its own record, with the options it ``applied``:
+    name -> [stored, new]) and the space's copy; for a rerun, its own record beside the sweep's, which it quotes."""
     from zsltune import provenance
 
     rec = provenance.record(data=source.provenance(stage_request(stage=stage, options=options), bundle))
+    if applied:
+        rec["applied"] = {k: list(v) for k, v in applied.items()}
     if rerun:
         provenance.write(folder, {**rec, "sweep": provenance.read(folder)}, name=provenance.RERUN_FILE)
         return
@@ -102,7 +117,9 @@ def run_sweep(o: SweepOptions) -> SweepResult:
     data = load_data(cls, o.overrides, stage=o.stage, options=o)
     info = source.info(data)
     check_fixed(cls, space, o.overrides, info)
-    write_provenance(sweep_dir, source, data, stage=o.stage, options=o)
+    # what this resume applies (more trials, a longer budget, another concurrency): stored -> new
+    changes = resume_changes(o, load_options(sweep_dir)) if o.resume else {}
+    write_provenance(sweep_dir, source, data, stage=o.stage, options=o, applied=changes)
     loc.upload(["provenance.json", "space.yaml"])
     assert o.max_epochs is not None and o.grace_period is not None
     spec = trial_spec(
@@ -138,7 +155,9 @@ def run_sweep(o: SweepOptions) -> SweepResult:
     grid_trials = 0
     if o.resume:
         if not o.quiet:
-            print(f"zsltune: resuming {sweep_dir}", file=sys.stderr)
+            applied = ", ".join(f"{flag_of(k)} {old} -> {new}" for k, (old, new) in changes.items())
+            then = f": its started trials finish, then {applied} for the rest" if changes else ""
+            print(f"zsltune: resuming {sweep_dir}{then}", file=sys.stderr)
     elif o.is_grid:  # an ablation: every (configuration, seed), full budget, FIFO
         from ray.tune.schedulers import FIFOScheduler
 
@@ -163,47 +182,64 @@ def run_sweep(o: SweepOptions) -> SweepResult:
             o, space, metrics, sweep_dir=sweep_dir, defaults=first_trial(cls, space, info.dataset)
         )
 
-    what = (
-        f"grid over {', '.join(grid_names(o.grid)) or 'the default configuration'} x {o.repeats} seed(s) "
-        f"= {grid_trials} trials, full budget each"
-        if o.is_grid
-        else f"{o.num_samples} trials, {o.sampler} + {o.scheduler}"
-    )
+    def announce_what(what: str) -> Callable[[int], None]:
+        def announce(max_concurrent: int) -> None:
+            if not o.quiet:
+                print(
+                    f"zsltune: sweep {space.method} on {info.dataset} "
+                    f"({info.stage} stage{', synthetic data' if info.synthetic else ''}): "
+                    f"{what}, up to {max_concurrent} at once -> {loc.uri}",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
-    def announce(max_concurrent: int) -> None:
-        if not o.quiet:
-            print(
-                f"zsltune: sweep {space.method} on {info.dataset} "
-                f"({info.stage} stage{', synthetic data' if info.synthetic else ''}): "
-                f"{what}, up to {max_concurrent} at once -> {loc.uri}",
-                file=sys.stderr,
-                flush=True,
-            )
+        return announce
 
     def announce_scaling(line: str) -> None:
         if not o.quiet:
             print(f"zsltune: {line}", file=sys.stderr, flush=True)
 
-    run_job(
-        Job(
-            name=sweep_dir.name,
-            storage=sweep_dir.parent if remote is None else storage_location(o.storage),
-            spec=spec,
-            data=data,
-            param_space=param_space,
-            search_alg=searcher,
-            scheduler=scheduler,
-            num_samples=1 if o.is_grid else o.num_samples,  # a grid: one pass over it
-            max_concurrent=o.max_concurrent,
-            time_budget=o.time_budget,
-            max_failures=o.max_failures,
-            callbacks=(parquet_cb, *extra_callbacks),
-            resume=o.resume,
-            address=o.address,
-            announce=announce,
-            announce_scaling=announce_scaling,
-        )
-    )
+    common: dict[str, Any] = {
+        "name": sweep_dir.name,
+        "storage": sweep_dir.parent if remote is None else storage_location(o.storage),
+        "spec": spec,
+        "data": data,
+        "max_failures": o.max_failures,
+        "address": o.address,
+        "announce_scaling": announce_scaling,
+    }
+
+    def jobs() -> Iterator[Job]:
+        if not changes:  # a new sweep, or a resume as stored
+            what = (
+                f"grid over {', '.join(grid_names(o.grid)) or 'the default configuration'} x {o.repeats} seed(s) "
+                f"= {grid_trials} trials, full budget each"
+                if o.is_grid
+                else f"{o.num_samples} trials, {o.sampler} + {o.scheduler}"
+            )
+            yield Job(
+                **common,
+                param_space=param_space,
+                search_alg=searcher,
+                scheduler=scheduler,
+                num_samples=1 if o.is_grid else o.num_samples,  # a grid: one pass over it
+                max_concurrent=o.max_concurrent,
+                time_budget=o.time_budget,
+                callbacks=(parquet_cb, *extra_callbacks),
+                resume=o.resume,
+                announce=announce_what(what),
+            )
+            return
+        # Ray fixes a job's sample count and concurrency in its snapshot, and its budget in the pickled TuneConfig:
+        # the restored job finishes the trials it started (and reconciles the Parquet files), starting none ...
+        yield Job(**common, callbacks=(parquet_cb, *extra_callbacks), resume=True, start_new=False)
+        save_options(o, sweep_dir)  # ... then the stored options are the new ones, which a later resume continues
+        loc.upload([OPTIONS_FILE])
+        yield from _more_trials(o, space, metrics, sweep_dir=sweep_dir, sched_metric=sched_metric, common=common,
+            defaults=first_trial(cls, space, info.dataset), parquet=parquet_cb, callbacks=extra_callbacks,
+            announce=announce_what)  # fmt: skip
+
+    run_jobs(jobs())
     loc.upload([*UPLOADED, OPTIONS_FILE])  # a remote sweep: its last rows and the final journal
     sink = ResultsSink(sweep_dir, metric=sched_metric, mode=space.mode)
     rows = list(sink.trials.values())
@@ -221,6 +257,54 @@ def run_sweep(o: SweepOptions) -> SweepResult:
         _print_summary(result, sched_metric)
         _print_baseline(result, data, cls)
     return result
+
+
+def _more_trials(
+    o: SweepOptions,
+    space: SearchSpace,
+    metrics: list[str],
+    *,
+    sweep_dir: Path,
+    sched_metric: str,
+    common: dict[str, Any],
+    defaults: dict[str, Any],
+    parquet: ParquetCallback,
+    callbacks: list[Any],
+    announce: Callable[[str], Callable[[int], None]],
+) -> Iterator[Job]:
+    """The trials a resume adds (``--num-samples`` above those run), with its budget and concurrency: a new Tune job
+    in the same folder that continues the sweep's Optuna study and appends to its Parquet files."""
+    ran = frozenset(ResultsSink(sweep_dir, metric=sched_metric, mode=space.mode).trials)
+    _, first = trials_run(sweep_dir)
+    more = (o.num_samples or 0) - len(ran)
+    # the budget counts from the sweep's first trial, as Ray's (restored with its snapshot) does
+    budget = None if o.time_budget is None else o.time_budget - (time.time() - (first or time.time()))
+    if more <= 0 or (budget is not None and budget <= 0):
+        if not o.quiet:
+            why = f"{len(ran)} of {o.num_samples} trials have run" if more <= 0 else "the time budget has run out"
+            print(f"zsltune: {sweep_dir.name}: no trial to add ({why})", file=sys.stderr, flush=True)
+        return
+    scheduler = make_scheduler(
+        o.scheduler, space, metric=sched_metric, mode=space.mode, max_epochs=o.max_epochs or 1,
+        grace=o.grace_period or 1, seed=o.seed,
+    )  # fmt: skip
+    searcher, _ = make_searcher(o, space, metrics, sweep_dir=sweep_dir, defaults=defaults, ran=len(ran))
+    added = ParquetCallback(
+        sweep_dir, metric=parquet.metric, mode=parquet.mode, max_epochs=parquet.max_epochs, meta=parquet.meta,
+        fixed=parquet.fixed, quiet=o.quiet, remote=parquet.remote, earlier=ran,
+    )  # fmt: skip
+    yield Job(
+        **common,
+        search_alg=searcher,
+        scheduler=scheduler,
+        num_samples=more,
+        max_concurrent=o.max_concurrent,
+        time_budget=budget,
+        callbacks=(added, *callbacks),
+        announce=announce(
+            f"{more} more trial{'s' * (more != 1)} ({o.num_samples} in all), {o.sampler} + {o.scheduler}"
+        ),
+    )
 
 
 def _print_baseline(r: SweepResult, data: Any, cls: type[Trainer]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from ray.tune.schedulers import (
     PopulationBasedTraining,
     TrialScheduler,
 )
+from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from zsltune.errors import ConfigError, UnknownNameError
@@ -81,6 +83,11 @@ class PruneAwareOptunaSearch(OptunaSearch):
         self._best: dict[str, dict[str, Any]] = {}
         super().__init__(*args, **kwargs)
 
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if _NO_NEW_TRIALS.is_set():  # Tune's protocol for a search that has ended: no study trial is asked for
+            return Searcher.FINISHED
+        return super().suggest(trial_id)
+
     def _setup_study(self, mode: str | list[str]) -> None:
         super()._setup_study(mode)
         names = self._metric if isinstance(self._metric, list) else [self._metric]
@@ -129,6 +136,23 @@ class PruneAwareOptunaSearch(OptunaSearch):
         except Exception as exc:  # e.g. a trial already finished in the journal after a resume
             warnings.warn(f"optuna: could not mark trial {trial_id} pruned: {exc}", stacklevel=1)
         self._completed_trials.add(trial_id)
+
+
+#: set while a restored search may finish the trials its snapshot holds but start none (:func:`no_new_trials`)
+_NO_NEW_TRIALS = threading.Event()
+
+
+@contextlib.contextmanager
+def no_new_trials() -> Iterator[None]:
+    """While inside, every :class:`PruneAwareOptunaSearch` on this driver says it has finished: a resume that changes
+    the sample count, budget or concurrency finishes the restored job's started trials this way (its sample count
+    and concurrency are fixed in Ray's snapshot) and starts the rest as a new job. The searcher of a restored job
+    is unpickled from Ray's files, so a switch outside the object is the one it can see."""
+    _NO_NEW_TRIALS.set()
+    try:
+        yield
+    finally:
+        _NO_NEW_TRIALS.clear()
 
 
 # ---- schedulers ---------------------------------------------------------------------------------------------
@@ -182,11 +206,15 @@ def tune_domain(p: Any) -> Any:
 
 
 def make_searcher(
-    o: Any, space: SearchSpace, metrics: list[str], *, sweep_dir: Path, defaults: dict[str, Any]
+    o: Any, space: SearchSpace, metrics: list[str], *, sweep_dir: Path, defaults: dict[str, Any], ran: int = 0
 ) -> tuple[Any, dict[str, Any]]:
     """The searcher of a new sweep and its Tune ``param_space``: Optuna (journal in the sweep folder, the paper's
     defaults enqueued first unless ``o.defaults_first`` is off) or, for PBT, which mutates running trials' configs,
-    Tune's own variant generator."""
+    Tune's own variant generator.
+
+    ``ran``: trials the sweep has run already (a resume adding trials continues the same study): the defaults are
+    not enqueued again, and the sampler's seed moves on by that many so its random draws do not repeat the first
+    job's."""
     if o.scheduler == "pbt":  # PBT: no model-based searcher
         from ray.tune.search import BasicVariantGenerator
 
@@ -204,8 +232,8 @@ def make_searcher(
         space=space,
         metric=metrics if multi else metrics[0],
         mode=[space.mode] * len(metrics) if multi else space.mode,
-        points_to_evaluate=[defaults] if o.defaults_first else None,
-        sampler=make_sampler(o.sampler, seed=o.seed, multi=multi),
+        points_to_evaluate=[defaults] if o.defaults_first and not ran else None,
+        sampler=make_sampler(o.sampler, seed=o.seed + ran, multi=multi),
         study_name=sweep_dir.name,
         storage=storage,
         max_epochs=o.max_epochs or 1,
