@@ -14,8 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.stats import BOOTSTRAP_MIN_N, paired_comparison, summarize
-from analysis.sweepdir import Sweep, plain, with_recall_columns
+from zsltune.analysis.stats import BOOTSTRAP_MIN_N, paired_comparison, summarize
+from zsltune.analysis.sweepdir import Sweep, plain, with_recall_columns
 from zsltune.errors import ConfigError
 
 #: metrics tabled next to the sweep's own, where the trials report them

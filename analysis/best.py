@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.sweepdir import Sweep, config_columns, config_of, config_text, load_sweep, markdown_table
+from zsltune.analysis.sweepdir import Sweep, config_columns, config_of, config_text, load_sweep, markdown_table
 from zsltune.errors import ConfigError, DataError
 
 BEST_CSV, BEST_MD = "best.csv", "best.md"

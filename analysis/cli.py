@@ -10,8 +10,16 @@ import argparse
 
 
 def _best(args: argparse.Namespace) -> int:
-    from analysis.best import best, default_out, display_table, objectives, pareto_front, rank_trials, write_best
-    from analysis.sweepdir import load_sweep
+    from zsltune.analysis.best import (
+        best,
+        default_out,
+        display_table,
+        objectives,
+        pareto_front,
+        rank_trials,
+        write_best,
+    )
+    from zsltune.analysis.sweepdir import load_sweep
 
     table = best(args.sweep_dirs, top=args.top, by=args.by, include_all=args.all)
     csv, md = write_best(table, args.out or default_out(args.sweep_dirs))
@@ -34,7 +42,7 @@ def _best(args: argparse.Namespace) -> int:
 
 
 def _rerun(args: argparse.Namespace) -> int:
-    from analysis.rerun import rerun
+    from zsltune.analysis.rerun import rerun
 
     result = rerun(
         args.sweep_dir,
@@ -55,8 +63,8 @@ def _rerun(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from analysis.references import parse_references
-    from analysis.report import report
+    from zsltune.analysis.references import parse_references
+    from zsltune.analysis.report import report
 
     refs = parse_references(args.references)  # before anything is read or written
     path = report(args.sweep_dir, args.out, by=args.by, baseline=args.baseline, references=refs)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.sweepdir import Sweep
+from zsltune.analysis.sweepdir import Sweep
 from zsltune.errors import ConfigError, ZsltuneError
 
 REFERENCES_FILE = "references.parquet"

@@ -20,14 +20,14 @@ from typing import Any
 
 import pandas as pd
 
-from analysis import plots
-from analysis.ablation import ablation_section, is_grid
-from analysis.best import display_table, objectives, pareto_front, rank_trials
-from analysis.paper import PAPER_METRICS, paper_rows
-from analysis.references import DEFAULT_REFERENCES, references_section
-from analysis.rerun import PLAN_FILE, RERUN_DIR, RERUNS_FILE
-from analysis.stats import BOOTSTRAP_MIN_N, paired_comparison, summarize
-from analysis.sweepdir import Sweep, config_of, config_text, load_sweep, markdown_table, with_recall_columns
+from zsltune.analysis import plots
+from zsltune.analysis.ablation import ablation_section, is_grid
+from zsltune.analysis.best import display_table, objectives, pareto_front, rank_trials
+from zsltune.analysis.paper import PAPER_METRICS, paper_rows
+from zsltune.analysis.references import DEFAULT_REFERENCES, references_section
+from zsltune.analysis.rerun import PLAN_FILE, RERUN_DIR, RERUNS_FILE
+from zsltune.analysis.stats import BOOTSTRAP_MIN_N, paired_comparison, summarize
+from zsltune.analysis.sweepdir import Sweep, config_of, config_text, load_sweep, markdown_table, with_recall_columns
 from zsltune.errors import ConfigError
 
 #: metrics shown with intervals, in this order where the reruns have them: H_cal and H_alpha at the knobs chosen on

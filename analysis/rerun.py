@@ -3,8 +3,8 @@
 Two steps, in this order, and the order is the point:
 
 1. **Selection** (:func:`plan_rerun`) reads only ``stage == "val"`` rows of ``trials.parquet`` (via
-   :func:`analysis.best.rank_trials`), loads no data at all, and freezes the chosen configurations, their best epoch
-   counts and the seeds in ``SWEEP/rerun/rerun.json`` before anything else happens.
+   :func:`zsltune.analysis.best.rank_trials`), loads no data at all, and freezes the chosen configurations, their
+   best epoch counts and the seeds in ``SWEEP/rerun/rerun.json`` before anything else happens.
    With each configuration it freezes its **budget** and its **knobs**:
    - budget: the epochs the search selected (``best_epoch``) on the search's schedule (``max_epochs`` is the
      horizon of the learning-rate schedule, as in the search; the trial stops after the selected epoch). The unit
@@ -36,8 +36,8 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.best import rank_trials
-from analysis.sweepdir import NOT_METRICS, OPTIONS_FILE, config_of, load_sweep, plain, space_source
+from zsltune.analysis.best import rank_trials
+from zsltune.analysis.sweepdir import NOT_METRICS, OPTIONS_FILE, config_of, load_sweep, plain, space_source
 from zsltune.errors import ConfigError, DataError, ZsltuneError
 
 RERUN_DIR = "rerun"  # the rerun's own Tune experiment, inside the sweep folder
@@ -399,7 +399,7 @@ def _run(
 
 
 def _print_summary(r: RerunResult) -> None:
-    from analysis.stats import summarize
+    from zsltune.analysis.stats import summarize
 
     f = r.frame
     if f.empty:

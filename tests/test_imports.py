@@ -1,11 +1,12 @@
 """Static checks of the source tree: an acyclic import graph, Ray imported only by ``zsltune/sweep/``, and no
 absolute development paths (``/work/...``, ``/root/...``, ``/home/...``) in project files.
 
-The import graph is read with :mod:`ast` from every ``.py`` of ``zsltune`` and ``analysis``, imports inside functions
-included (they run too, only later). An edge goes to the module a statement names: ``from zsltune.data import synth``
-to ``zsltune.data.synth`` (a module), ``from zsltune.data import load_dataset`` to ``zsltune.data`` (its
-``__init__``). The parent packages Python initialises on the way are not edges, so a package ``__init__`` that
-re-exports its submodules is no cycle; a submodule that imports its own package's ``__init__`` back is one.
+The import graph is read with :mod:`ast` from every ``.py`` of ``zsltune`` and ``analysis/`` (installed as
+``zsltune.analysis``), imports inside functions included (they run too, only later). An edge goes to the module a
+statement names: ``from zsltune.data import synth`` to ``zsltune.data.synth`` (a module), ``from zsltune.data import
+load_dataset`` to ``zsltune.data`` (its ``__init__``). The parent packages Python initialises on the way are not
+edges, so a package ``__init__`` that re-exports its submodules is no cycle; a submodule that imports its own
+package's ``__init__`` back is one.
 """
 
 from __future__ import annotations
@@ -20,16 +21,17 @@ import pytest
 from _procs import project_files
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGES = ("zsltune", "analysis")
+#: dotted package name -> its folder in the checkout (``zsltune.analysis`` lives in the top-level ``analysis/``)
+PACKAGES = {"zsltune": "zsltune", "zsltune.analysis": "analysis"}
 RAY_ALLOWED = "zsltune.sweep"  # the one package that may import ray
 
 
 def _modules() -> dict[str, Path]:
     """Dotted module name -> file, for every .py of the project's packages (``pkg/__init__.py`` is ``pkg``)."""
     out: dict[str, Path] = {}
-    for pkg in PACKAGES:
-        for f in sorted((REPO / pkg).rglob("*.py")):
-            parts = f.relative_to(REPO).with_suffix("").parts
+    for pkg, folder in PACKAGES.items():
+        for f in sorted((REPO / folder).rglob("*.py")):
+            parts = (*pkg.split("."), *f.relative_to(REPO / folder).with_suffix("").parts)
             if parts[-1] == "__init__":
                 parts = parts[:-1]
             out[".".join(parts)] = f
@@ -148,6 +150,8 @@ def test_import_graph_is_read() -> None:
     assert "zsltune.run" in graph["zsltune.cli"]
     assert "zsltune.data.cache" in graph["zsltune.data.text"]
     assert "zsltune.sweep" in graph["zsltune.run"]  # imported inside _run
+    assert "zsltune.analysis.sweepdir" in graph["zsltune.analysis.best"]  # analysis/ read under its installed name
+    assert "zsltune.analysis.cli" in graph["zsltune.cli"]
     assert _cycles({"a": {"b": 1}, "b": {"c": 2}, "c": {"a": 3}, "d": {"a": 4}}) == [["a", "b", "c", "a"]]
 
 

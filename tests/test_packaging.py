@@ -1,6 +1,8 @@
 """A built wheel works on its own: installed (non-editable) into a fresh virtual environment, it carries the search
-spaces (``zsltune/search_spaces/*.yaml``, mapped from the checkout's top-level ``search_spaces/`` by ``setup.py``)
-and its ``zsltune`` command runs a sweep from a folder that is not the checkout.
+spaces (``zsltune/search_spaces/*.yaml``) and the analysis package (``zsltune/analysis/``, with its
+``paper_results.csv``), both mapped from top-level folders of the checkout by ``setup.py``, holds no top-level
+``analysis`` module, and its ``zsltune`` command runs a sweep from a folder that is not the checkout. The editable
+install maps ``zsltune.analysis`` the same way.
 
 Nothing touches the network: the wheel is built with the installed setuptools (``--no-build-isolation``) and
 installed with ``--no-deps --no-index``; the venv sees this interpreter's packages (torch, ray, ...) through
@@ -17,6 +19,7 @@ import shutil
 import site
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -64,6 +67,15 @@ def test_wheel_installs_and_runs_a_sweep_outside_the_checkout(tmp_path: Path) ->
     pip_wheel = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index"]
     _check([*pip_wheel, "-w", str(dist), str(src)], 180, env=_env())
     (wheel,) = dist.glob("zsltune-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        (top_level,) = (n for n in names if n.endswith(".dist-info/top_level.txt"))
+        assert zf.read(top_level).decode().split() == ["zsltune"]
+    shipped = {f"zsltune/analysis/{p.name}" for p in (REPO / "analysis").glob("*.py")} | {
+        "zsltune/analysis/paper_results.csv"
+    }
+    assert shipped <= names, sorted(shipped - names)
+    assert not [n for n in names if n.startswith("analysis/")], "a top-level analysis package in the wheel"
 
     # --without-pip: the venv runs this interpreter's pip (seen through --system-site-packages), which installs
     # into the venv it runs in; ensurepip would take longer and add nothing
@@ -76,13 +88,15 @@ def test_wheel_installs_and_runs_a_sweep_outside_the_checkout(tmp_path: Path) ->
     _check(pip_install, 180, env=_env())
 
     probe = (
-        "import json, zsltune, analysis, zsltune.space as s; "
+        "import json, zsltune, zsltune.analysis as analysis, zsltune.analysis.paper as paper, zsltune.space as s; "
         "print(json.dumps({'zsltune': zsltune.__file__, 'analysis': analysis.__file__, 'dir': str(s.SPACES_DIR), "
-        "'spaces': s.available_spaces(), 'crnet': str(s.load_space('crnet').path)}))"
+        "'spaces': s.available_spaces(), 'crnet': str(s.load_space('crnet').path), "
+        "'paper': str(paper.PAPER_RESULTS), 'rows': len(paper.paper_results())}))"
     )
     got = json.loads(_check([str(py), "-c", probe], 120, cwd=work, env=_env()).stdout.strip().splitlines()[-1])
     root, checkout = venv.resolve(), REPO.resolve()
-    for key in ("zsltune", "analysis", "dir", "crnet"):
+    assert got["rows"] > 0
+    for key in ("zsltune", "analysis", "dir", "crnet", "paper"):
         path = Path(got[key]).resolve()
         assert path.is_relative_to(root) and not path.is_relative_to(checkout), (key, got[key])
     assert {"crnet", "clarel", "linear"} <= set(got["spaces"])
@@ -98,3 +112,18 @@ def test_wheel_installs_and_runs_a_sweep_outside_the_checkout(tmp_path: Path) ->
     recorded = json.loads((storage / "w" / "zsltune.json").read_text()).get("space")
     if isinstance(recorded, str):  # the sweep read the space the wheel installed
         assert Path(recorded).resolve().is_relative_to(root), recorded
+
+
+def test_editable_install_maps_analysis_under_zsltune(tmp_path: Path) -> None:
+    """From a folder outside the checkout, the development install (``pip install -e .``) imports
+    ``zsltune.analysis`` from the checkout's ``analysis/`` and has no top-level ``analysis`` module."""
+    probe = (
+        "import importlib.util as u, json; z = u.find_spec('zsltune'); "
+        "b = z and u.find_spec('zsltune.analysis.best'); "  # imports zsltune and zsltune.analysis on the way
+        "print(json.dumps({'zsltune': z and z.origin, 'best': b and b.origin, 'top': bool(u.find_spec('analysis'))}))"
+    )
+    got = json.loads(_check([sys.executable, "-c", probe], 120, cwd=tmp_path, env=_env()).stdout.splitlines()[-1])
+    if not got["zsltune"] or not Path(got["zsltune"]).resolve().is_relative_to(REPO.resolve()):
+        pytest.skip(f"zsltune is not installed editable from this checkout ({got['zsltune']})")
+    assert Path(got["best"]).resolve() == (REPO / "analysis" / "best.py").resolve(), got
+    assert not got["top"], "a top-level `analysis` is importable: reinstall with `pip install -e .`"

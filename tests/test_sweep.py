@@ -185,9 +185,9 @@ def test_multi_objective_keeps_a_pareto_front(local_ray, tiny_dataset_dir: Path,
     for t in front:  # nothing dominates a front member
         assert not any(v[0] >= t.values[0] and v[1] >= t.values[1] and v != t.values for v in values)
     # the analysis reads the same front: the study's values are each trial's metrics at its best iteration
-    from analysis.best import pareto_front, rank_trials
-    from analysis.report import build_report
-    from analysis.sweepdir import load_sweep
+    from zsltune.analysis.best import pareto_front, rank_trials
+    from zsltune.analysis.report import build_report
+    from zsltune.analysis.sweepdir import load_sweep
 
     ours = pareto_front(rank_trials(load_sweep(res.sweep_dir)), ["U", "S"], ["max", "max"])
     assert set(ours["trial_id"]) == {t.user_attrs["ray_trial_id"] for t in front}
@@ -360,8 +360,8 @@ def _study(sweep_dir: Path) -> optuna.Study:
 def test_resume_with_more_samples_continues_the_study(local_ray, tiny_dataset_dir: Path, tmp_path: Path) -> None:
     """``--resume --num-samples 4`` on a finished 2-trial sweep runs 2 more trials: the same Optuna study, the same
     Parquet files, the stored options updated; fewer than stored is then refused and writes nothing."""
-    from analysis.best import rank_trials
-    from analysis.sweepdir import load_sweep
+    from zsltune.analysis.best import rank_trials
+    from zsltune.analysis.sweepdir import load_sweep
 
     kw = {"name": "more", "scheduler": "fifo", "max_epochs": 1, "max_concurrent": 1}  # one actor, reused: fast
     first = run_sweep(opts(tiny_dataset_dir, tmp_path, **kw, num_samples=2))

@@ -10,7 +10,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from analysis.cli import add_analyze_parser
+from zsltune.analysis.cli import add_analyze_parser
 from zsltune.errors import run_command
 from zsltune.run import add_run_parser
 

@@ -9,17 +9,10 @@ Tests that change a sweep folder work on a copy (``sweep_copy``).
 from __future__ import annotations
 
 import shutil
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-# `pytest` (not `python -m pytest`) puts tests/ first on sys.path, where tests/analysis (no __init__.py) would turn
-# `analysis` into a namespace package mixing this folder and the real one: make the repository root win.
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
 
 RESULT_FILES = ("trials.parquet", "epochs.parquet", "zsltune.json", "optuna.journal")
 
@@ -57,7 +50,7 @@ def crnet_sweep(awa2_like_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 @pytest.fixture(scope="session")
 def crnet_rerun(crnet_sweep: Path):
-    from analysis.rerun import rerun
+    from zsltune.analysis.rerun import rerun
 
     return rerun(crnet_sweep, top=2, seeds=3, quiet=True)
 

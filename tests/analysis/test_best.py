@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analysis.best import best, default_out, rank_trials, write_best
-from analysis.sweepdir import load_sweep
+from zsltune.analysis.best import best, default_out, rank_trials, write_best
+from zsltune.analysis.sweepdir import load_sweep
 from zsltune.errors import ConfigError, DataError
 from zsltune.results import ResultsSink
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from analysis.best import best
-from analysis.report import build_report
-from analysis.sweepdir import load_sweep
+from zsltune.analysis.best import best
+from zsltune.analysis.report import build_report
+from zsltune.analysis.sweepdir import load_sweep
 from zsltune.errors import DataError
 from zsltune.provenance import PROVENANCE_FILE, RERUN_FILE, SPACE_COPY, read
 from zsltune.space import load_space

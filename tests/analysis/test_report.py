@@ -12,8 +12,8 @@ import pytest
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
-from analysis.paper import PAPER_RESULTS, paper_results
-from analysis.report import report
+from zsltune.analysis.paper import PAPER_RESULTS, paper_results
+from zsltune.analysis.report import report
 from zsltune.errors import ConfigError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -107,7 +107,7 @@ def test_report_shows_reference_baselines_fitted_on_the_same_test_stage(
 ) -> None:
     import json
 
-    from analysis import references
+    from zsltune.analysis import references
     from zsltune.baseline import baseline_report
     from zsltune.data import load_stage
 
@@ -129,7 +129,7 @@ def test_report_shows_reference_baselines_fitted_on_the_same_test_stage(
 
 
 def test_report_references_on_the_val_stage_without_reruns_and_bad_names(sweep_copy) -> None:
-    from analysis.references import parse_references
+    from zsltune.analysis.references import parse_references
 
     d = sweep_copy("refs-val")
     section = report(d, references=("eszsl",)).read_text().split("## Reference baselines", 1)[1]
@@ -142,7 +142,7 @@ def test_report_references_on_the_val_stage_without_reruns_and_bad_names(sweep_c
 
 def test_recall_columns_follow_the_results() -> None:
     """A retrieval stage's Recall@K list is data-side: the tables take every recall@K the results hold, by K."""
-    from analysis.sweepdir import with_recall_columns
+    from zsltune.analysis.sweepdir import with_recall_columns
 
     cols = ["last/recall@1", "last/recall@1000", "last/recall@10", "last/NMI", "last/recall@x", "config/K"]
     assert with_recall_columns(["recall@1", "NMI"], cols, prefix="last/") == [

@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analysis.best import best
-from analysis.rerun import PLAN_FILE, RERUN_DIR, RERUNS_FILE, plan_rerun, rerun
+from zsltune.analysis.best import best
+from zsltune.analysis.rerun import PLAN_FILE, RERUN_DIR, RERUNS_FILE, plan_rerun, rerun
 from zsltune.errors import ConfigError, DataError
 
 

@@ -1,4 +1,4 @@
-"""analysis.stats against scipy.stats on known samples: t intervals, BCa bootstrap, paired comparisons."""
+"""zsltune.analysis.stats against scipy.stats on known samples: t intervals, BCa bootstrap, paired comparisons."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats as st
 
-from analysis.stats import bootstrap_interval, paired_comparison, summarize, t_interval
+from zsltune.analysis.stats import bootstrap_interval, paired_comparison, summarize, t_interval
 
 SAMPLES = [
     np.array([1.0, 2.0, 3.0, 4.0, 5.0]),

@@ -239,7 +239,7 @@ def test_zsltune_run_clarel_end_to_end(captioned_dir: Path, tmp_path: Path) -> N
                 overrides=TINY,
             )
         )
-        from analysis.rerun import rerun
+        from zsltune.analysis.rerun import rerun
 
         out = rerun(res.sweep_dir, top=1, seeds=2, quiet=True)  # in the same Ray session: joins it
     finally:

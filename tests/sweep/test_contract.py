@@ -148,7 +148,7 @@ def test_method_by_import_path() -> None:
 
 @pytest.mark.slow
 def test_toy_method_sweep_and_rerun(tmp_path: Path) -> None:
-    from analysis.rerun import rerun
+    from zsltune.analysis.rerun import rerun
     from zsltune.sweep import SweepOptions, run_sweep
 
     space = tmp_path / "toy.yaml"
@@ -213,9 +213,9 @@ def test_diverged_trial_ends_failed_and_is_not_retried(tmp_path: Path) -> None:
 def test_grid_with_repeats_and_the_ablation_report(tmp_path: Path) -> None:
     """--grid act --repeats 2: every (level, seed) runs its full budget; the report groups by the level with
     intervals and pairs each level with the baseline on the same seeds."""
-    from analysis.ablation import ablation_tables
-    from analysis.report import report
-    from analysis.sweepdir import load_sweep
+    from zsltune.analysis.ablation import ablation_tables
+    from zsltune.analysis.report import report
+    from zsltune.analysis.sweepdir import load_sweep
     from zsltune.errors import ConfigError
     from zsltune.sweep import SweepOptions, run_sweep
 

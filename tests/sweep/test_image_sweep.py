@@ -16,7 +16,7 @@ TINY = {"width": 8, "batch_size": 16, "part_size": 16, "warmup_steps": 1, "bottl
 
 @pytest.mark.slow
 def test_sgma_sweep_parquet_tensorboard_and_rerun(tmp_path: Path) -> None:
-    from analysis.rerun import rerun
+    from zsltune.analysis.rerun import rerun
     from zsltune.data import synth_fresh
     from zsltune.data.synth_images import synth_images
     from zsltune.sweep import SweepOptions, run_sweep

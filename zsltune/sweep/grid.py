@@ -5,7 +5,7 @@ configuration run with ``--repeats`` seeds (``zsltune run --grid ablation --repe
 levels explicitly (needed for numbers); ``--grid A:B=a1:b1,a2:b2`` varies parameters together (only the pairs
 given, e.g. DeML's (I, J) arms). The grid runs as one Tune job of (configuration × seed) trials, FIFO: an
 ablation compares configurations at their full budget, so no trial is stopped early and no sampler picks.
-``zsltune analyze report`` then groups the trials by the grid's parameters (see :mod:`analysis.ablation`).
+``zsltune analyze report`` then groups the trials by the grid's parameters (see :mod:`zsltune.analysis.ablation`).
 """
 
 from __future__ import annotations
