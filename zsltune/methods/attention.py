@@ -1,6 +1,6 @@
-"""Attention pieces of DeML (Chen & Deng, CVPR 2019; spec ../shared/specs/deml.md, section 1): the parameter-free
-object-attention module (a random walk over feature-map locations, then a crop of the attended region) and the
-channel-attention module.
+"""Attention pieces of DeML (Chen & Deng, CVPR 2019): the parameter-free object-attention module (Sec. 3.1, Eqs. 2-3:
+a random walk over feature-map locations, then a crop of the attended region) and the channel-attention module
+(Sec. 3.2).
 
 Object attention, per image: every location a of the feature map U (C, H, W) is a node; the edge weight to b is
 D_ab = ‖u_a - u_b‖ · exp(-‖pos_a - pos_b‖² / (2σ²)) (σ = ``sigma`` x W, the authors' code); columns are normalised to

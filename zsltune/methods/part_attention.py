@@ -1,6 +1,6 @@
-"""Part attention of SGMA (Zhu et al., NeurIPS 2019; spec ../shared/specs/crnet_sgma.md, part B): K attention maps
-from channel groups of the last conv map, their centres, the crop-and-zoom around each centre, the losses that
-shape the maps, and the channel clustering that initialises them.
+"""Part attention of SGMA (Zhu et al., NeurIPS 2019): K attention maps from channel groups of the last conv map,
+their centres, the crop-and-zoom around each centre, the losses that shape the maps, and the channel clustering
+that initialises them.
 
 Map k, per image: channel weights d_k = σ(W₂ ReLU(W₁ GAP(U))) (B, C) pick a group of channels of U (B, C, h, w); the
 map is the softmax over locations of the weighted channel mean, standardised per image and sharpened by ``temp``,
