@@ -143,10 +143,12 @@ def test_calibration_table_on_a_tiny_twin(tmp_path: Path) -> None:
     synth_fresh(root / "AWA1", classes=30, attributes=16, images=1500, feature_dim=32, seed=0)
     (root / "AWA1" / "res101.mat").unlink()
     got = calibration.measure("AWA1", data_root=str(root))
-    assert {"eszsl zsl_top1", "eszsl S", "eszsl U", "softmax S", "oracle H"} <= set(got)
+    assert {"eszsl zsl_top1", "eszsl S", "eszsl U", "softmax S", "oracle H", "crude H"} <= set(got)
     assert all(0 <= v <= 100 for v in got.values())
     # the oracle's unseen features come from the twin's own generator: a supervised classifier, far above ESZSL
     assert got["oracle U"] > got["eszsl U"] + 10 and got["oracle H"] > got["eszsl H"] + 10, got
+    # the crude generator (a ridge of the class means, real residuals) feeds the same classifier: below the oracle
+    assert got["crude U"] < got["oracle U"], got
     v = calibration.verdicts("AWA1", got)
     assert set(v) == {"eszsl zsl_top1", "eszsl S", "eszsl U", "softmax S"}
     assert "| AWA1 |" in calibration.table({"AWA1": got})
