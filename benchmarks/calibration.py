@@ -69,28 +69,32 @@ def oracle_figures(like: Path, test: Any, *, seed: int = 0) -> dict[str, float]:
     feature generator gets on this twin. Far above the learned one: the method falls short, not the data."""
     import numpy as np
 
-    from zsltune.baseline.clswgan import VARIANTS, supplied_scores
+    from zsltune.baseline.clswgan import VARIANTS
     from zsltune.data.synth import oracle_features
-    from zsltune.methods.base import gzsl_report
 
-    v = VARIANTS["cpu"]
-    x = oracle_features(like, np.repeat(test.class_ids[test.n_seen :], v.n_syn), seed=seed)  # (U·n_syn, D)
-    s_seen, s_unseen = supplied_scores(test, x, v, seed=seed)
-    r = gzsl_report(s_seen, test.y_seen, s_unseen, test.y_unseen, n_seen=test.n_seen)
-    return {f"oracle {k}": 100 * r[k] for k in ("zsl_top1", "S", "U", "H")}
+    n_syn = VARIANTS["cpu"].n_syn
+    x = oracle_features(like, np.repeat(test.class_ids[test.n_seen :], n_syn), seed=seed)  # (U·n_syn, D)
+    return _fed_figures("oracle", test, x, seed=seed)
 
 
 def crude_figures(test: Any, *, seed: int = 0) -> dict[str, float]:
     """f-CLSWGAN's final classifier fed by a generator with no learning beyond a linear map (ridge class means from
     the attributes plus real seen residuals, :func:`zsltune.baseline.clswgan.crude_unseen_features`) (%): where the
     learned generator falls below it on the same twin, the shortfall is the method's, not the data's."""
-    from zsltune.baseline.clswgan import VARIANTS, crude_unseen_features, supplied_scores
+    from zsltune.baseline.clswgan import VARIANTS, crude_unseen_features
+
+    return _fed_figures("crude", test, crude_unseen_features(test, VARIANTS["cpu"].n_syn, seed=seed), seed=seed)
+
+
+def _fed_figures(name: str, test: Any, x_unseen: Any, *, seed: int) -> dict[str, float]:
+    """The CPU f-CLSWGAN's final softmax on ``test``'s real training images plus ``x_unseen`` (U·n_syn, D) from
+    some generator: its figures (%) keyed ``"{name} {metric}"``."""
+    from zsltune.baseline.clswgan import VARIANTS, supplied_scores
     from zsltune.methods.base import gzsl_report
 
-    v = VARIANTS["cpu"]
-    s_seen, s_unseen = supplied_scores(test, crude_unseen_features(test, v.n_syn, seed=seed), v, seed=seed)
+    s_seen, s_unseen = supplied_scores(test, x_unseen, VARIANTS["cpu"], seed=seed)
     r = gzsl_report(s_seen, test.y_seen, s_unseen, test.y_unseen, n_seen=test.n_seen)
-    return {f"crude {k}": 100 * r[k] for k in ("zsl_top1", "S", "U", "H")}
+    return {f"{name} {k}": 100 * r[k] for k in ("zsl_top1", "S", "U", "H")}
 
 
 def measure_demo(*, seed: int = 0, clswgan: bool = False) -> dict[str, float]:
