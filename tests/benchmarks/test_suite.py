@@ -152,3 +152,19 @@ def test_calibration_table_on_a_tiny_twin(tmp_path: Path) -> None:
     v = calibration.verdicts("AWA1", got)
     assert set(v) == {"eszsl zsl_top1", "eszsl S", "eszsl U", "softmax S"}
     assert "| AWA1 |" in calibration.table({"AWA1": got})
+
+
+def test_sgma_guidance_measures_both_arms_on_every_seed(tmp_path: Path) -> None:
+    """The SGMA guidance piece on tiny part images and a few steps: every (crop, seed) row in range, one chance
+    figure per seed whatever the arm (the same images and random centres), and a win count that matches the rows."""
+    from benchmarks import sgma_guidance
+
+    small = {**sgma_guidance.SMALL, "warmup_steps": 2}
+    got = sgma_guidance.measure(seeds=[0, 1], steps=4, root=tmp_path, small=small,
+                                stage_args={"classes": 12, "per_class": 8})  # fmt: skip
+    rows, summary = got["rows"], got["summary"]
+    assert set(rows) == {"net", "detached"} and all(set(r) == {0, 1} for r in rows.values())
+    assert all(0 <= v <= 1 for r in rows.values() for row in r.values() for v in row.values())
+    assert all(rows["net"][s]["chance"] == rows["detached"][s]["chance"] for s in (0, 1))
+    assert summary["net beats detached zsl"] == sum(rows["net"][s]["zsl"] > rows["detached"][s]["zsl"] for s in (0, 1))
+    assert "| mean |" in sgma_guidance.table(got)
