@@ -32,7 +32,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -40,10 +40,12 @@ from zsltune.analysis.best import rank_trials
 from zsltune.analysis.sweepdir import NOT_METRICS, OPTIONS_FILE, config_of, load_sweep, plain, space_source
 from zsltune.errors import ConfigError, DataError, ZsltuneError
 
+if TYPE_CHECKING:
+    from zsltune.sweep.overrides import TrialOverrides
+
 RERUN_DIR = "rerun"  # the rerun's own Tune experiment, inside the sweep folder
 RERUNS_FILE = "reruns.parquet"
 PLAN_FILE = "rerun.json"
-RESERVED = ("__rank__", "__seed__", "__max_epochs__", "__stop_epoch__", "__knobs__")
 
 
 @dataclass
@@ -133,14 +135,17 @@ def plan_rerun(sweep_dir: str | Path, *, top: int, seeds: int, by: str | None = 
     )
 
 
-def _flat(config: dict[str, Any]) -> dict[str, Any]:
-    """A rerun trial's config with its ``__config__`` grid value merged in (as run_trial sees it)."""
-    return {**{k: v for k, v in config.items() if k != "__config__"}, **config.get("__config__", {})}
+def _overrides(trial: Any) -> tuple[dict[str, Any], TrialOverrides]:
+    """A rerun trial's configuration (as run_trial sees it) and its overrides: rank, seed, budget."""
+    from zsltune.sweep.overrides import split_config  # here: zsltune.sweep imports Ray
+
+    sampled, over = split_config(trial.config)
+    return over.hyperparameters(sampled), over
 
 
 def _rerun_dirname(trial: Any) -> str:
-    c = _flat(trial.config)
-    return f"rank{c.get('__rank__')}_seed{c.get('__seed__')}_{trial.trial_id}"
+    _, over = _overrides(trial)
+    return f"rank{over.rank}_seed{over.seed}_{trial.trial_id}"
 
 
 class RerunCallback:
@@ -169,8 +174,10 @@ class RerunCallback:
     def record(self, trial: Any, *, status: str, error: str | None = None) -> None:
         from zsltune.results import clean_value, uniform_columns, write_atomic  # the sweep sink's own helpers
 
-        c = _flat(trial.config)
-        rank, seed = int(c["__rank__"]), int(c["__seed__"])
+        c, over = _overrides(trial)
+        if over.rank is None or over.seed is None:
+            raise DataError(f"rerun trial {trial.trial_id}: its config carries no rank or seed")
+        rank, seed = over.rank, over.seed
         res = dict(trial.last_result or {})
         src, val = self.source.get(rank, (None, float("nan")))
         row: dict[str, Any] = {
@@ -181,7 +188,7 @@ class RerunCallback:
             **self.meta,
             "by": self.by,
             f"val/{self.by}": val,
-            "epochs": int(c.get("__stop_epoch__") or c["__max_epochs__"]),
+            "epochs": int(over.stop_epoch or over.max_epochs or 0),
             "epochs_run": int(res.get("epoch", 0) or 0),
             "status": status,
             "error": error,
@@ -196,7 +203,7 @@ class RerunCallback:
             if numeric and not k.startswith(("time_", "iterations_", "training_")):
                 row[k] = v
         row.update({f"val_knob/{k}": v for k, v in self.knobs.get(rank, {}).items()})  # frozen from validation
-        row.update({f"config/{k}": clean_value(v) for k, v in c.items() if k not in RESERVED})
+        row.update({f"config/{k}": clean_value(v) for k, v in c.items()})
         self.rows[(rank, seed)] = row
         frame = pd.DataFrame(sorted(self.rows.values(), key=lambda r: (r["rank"], r["seed"])))
         write_atomic(uniform_columns(frame), self.path)
@@ -319,6 +326,7 @@ def _run(
 ) -> RerunResult:
     from zsltune.methods import get_method
     from zsltune.sweep import load_data, run_grid, trial_spec, write_provenance
+    from zsltune.sweep.overrides import TrialOverrides
 
     cls = get_method(method)
     overrides = dict(options.get("overrides") or {})
@@ -351,17 +359,17 @@ def _run(
     }
     recorder = RerunCallback(d / RERUNS_FILE, meta=meta, plan=plan, quiet=quiet)
     # the grid: every configuration (with its rank, budget and frozen knobs) x every seed
-    configs = [
-        {
-            **s.config,
-            "__rank__": s.rank,
-            "__max_epochs__": s.schedule_epochs or s.epochs,
-            "__stop_epoch__": s.epochs,
-            "__knobs__": dict(s.knobs),
-        }
+    variants = [
+        TrialOverrides(
+            config=dict(s.config),
+            rank=s.rank,
+            max_epochs=s.schedule_epochs or s.epochs,
+            stop_epoch=s.epochs,
+            knobs=dict(s.knobs),
+        )
         for s in plan.selection
     ]
-    n_trials = len(configs) * len(plan.seeds)
+    n_trials = len(variants) * len(plan.seeds)
 
     def announce(max_concurrent: int) -> None:
         if quiet:
@@ -381,7 +389,7 @@ def _run(
         storage=d,
         spec=spec,
         data=data,
-        configs=configs,
+        variants=variants,
         seeds=list(plan.seeds),
         recorder=recorder,
         dirname=_rerun_dirname,

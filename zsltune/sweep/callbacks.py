@@ -14,6 +14,7 @@ from ray import tune
 from zsltune.methods.base import DIVERGED
 from zsltune.results import EPOCHS_FILE, TRIALS_FILE, ResultsSink
 from zsltune.storage import Location
+from zsltune.sweep.overrides import split_config
 
 #: the driver's files a remote sweep uploads after each write (the Optuna journal with the rows it matches)
 UPLOADED = (TRIALS_FILE, EPOCHS_FILE, "optuna.journal")
@@ -88,10 +89,10 @@ class ParquetCallback(tune.Callback):
                 )
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        # a grid trial (zsltune.sweep.grid): fixed part under __config__, varied part under __grid__, seed __seed__
-        cfg = {k: v for k, v in trial.config.items() if not (k.startswith("__") and k.endswith("__"))}
-        cfg = {**trial.config.get("__config__", {}), **trial.config.get("__grid__", {}), **cfg, **self.fixed}
-        meta = {**self.meta, "seed": trial.config["__seed__"]} if "__seed__" in trial.config else self.meta
+        # a grid trial (zsltune.sweep.grid) brings its fixed part, its varied part and its seed as overrides
+        sampled, over = split_config(trial.config)
+        cfg = {**over.config, **over.grid, **sampled, **self.fixed}
+        meta = self.meta if over.seed is None else {**self.meta, "seed": over.seed}
         self.sink.start_trial(trial.trial_id, config=cfg, **meta)
         self._flush()
 

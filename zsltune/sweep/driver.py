@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from zsltune.sweep.address import resolve_address
 from zsltune.sweep.autoscale import autoscaler_limits, max_trials
 from zsltune.sweep.callbacks import CheckpointPruner, prune_to_newest
 from zsltune.sweep.options import TrialSpec
+from zsltune.sweep.overrides import TrialOverrides, grid_space
 from zsltune.sweep.search import no_new_trials
 from zsltune.sweep.trial import run_trial
 
@@ -223,8 +224,8 @@ def run_grid(
     storage: Path | Location,
     spec: TrialSpec,
     data: Any,
-    configs: list[dict[str, Any]],
-    seeds: list[int],
+    variants: Sequence[TrialOverrides],
+    seeds: Sequence[int],
     recorder: Any,
     dirname: Callable[[Any], str] = trial_dirname,
     max_failures: int = 2,
@@ -234,8 +235,8 @@ def run_grid(
 ) -> None:
     """One trial per (configuration, seed), FIFO, no searcher: analysis reruns (and repeats of fixed configs).
 
-    Each trial's config is ``{"__config__": config, "__seed__": seed}``: the trainable merges ``__config__`` and
-    takes the reserved ``__x__`` keys (seed, epochs, knobs) out before it builds the trainer.
+    Each trial's config holds only its variant with the seed set (:func:`zsltune.sweep.overrides.grid_space`):
+    the trainable merges the variant's configuration and applies its seed, epochs and knobs.
     """
     from ray.tune.schedulers import FIFOScheduler
 
@@ -245,7 +246,7 @@ def run_grid(
             storage=storage,
             spec=spec,
             data=data,
-            param_space={"__config__": tune.grid_search(configs), "__seed__": tune.grid_search(list(seeds))},
+            param_space=grid_space(variants=variants, seeds=seeds),
             scheduler=FIFOScheduler(),
             num_samples=1,  # one pass over the grid
             max_failures=max_failures,

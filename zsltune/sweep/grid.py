@@ -17,10 +17,7 @@ from typing import Any
 from zsltune.errors import ConfigError
 from zsltune.methods.hparams import HP, check_value
 from zsltune.space import SearchSpace
-
-#: reserved trial-config keys (zsltune.sweep.trial): the fixed part of every configuration, the grid's varied
-#: part, and the trial's seed
-CONFIG_KEY, GRID_KEY, SEED_KEY = "__config__", "__grid__", "__seed__"
+from zsltune.sweep.overrides import TrialOverrides, grid_space
 
 
 def _value(text: str) -> Any:
@@ -104,16 +101,11 @@ def grid_configs(levels: Mapping[tuple[str, ...], list[tuple[Any, ...]]]) -> lis
 
 def grid_param_space(
     levels: Mapping[tuple[str, ...], list[tuple[Any, ...]]], fixed: Mapping[str, Any], seeds: Sequence[int]
-) -> dict:
+) -> dict[str, Any]:
     """Tune's param_space: every grid configuration × every seed, the remaining parameters fixed."""
-    from ray import tune
-
     varied = {n for names in levels for n in names}
-    return {
-        GRID_KEY: tune.grid_search(grid_configs(levels)),
-        CONFIG_KEY: {k: v for k, v in fixed.items() if k not in varied},
-        SEED_KEY: tune.grid_search(list(seeds)),
-    }
+    rest = {k: v for k, v in fixed.items() if k not in varied}
+    return grid_space(variants=[TrialOverrides(config=rest, grid=g) for g in grid_configs(levels)], seeds=seeds)
 
 
 def grid_size(levels: Mapping[tuple[str, ...], list[tuple[Any, ...]]]) -> int:

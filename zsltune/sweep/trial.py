@@ -22,6 +22,7 @@ from zsltune.errors import ConfigError
 from zsltune.methods import Trainer, TrialDiverged, TrialOutOfMemory, get_method, import_method
 from zsltune.methods.base import DIVERGED
 from zsltune.sweep.options import TrialSpec
+from zsltune.sweep.overrides import split_config
 
 try:
     import resource
@@ -120,26 +121,21 @@ def out_of_memory(exc: BaseException, spec: TrialSpec) -> TrialOutOfMemory | Non
 def run_trial(config: dict[str, Any], data: Any, spec: TrialSpec) -> None:
     """The Tune trainable: one trainer, one Tune iteration per epoch, a checkpoint every ``checkpoint_every``.
 
-    Keys named ``__x__`` are reserved for the driver and never reach the trainer: a ``__config__`` dict is merged
-    into the config first (a grid over configurations: analysis reruns); ``__seed__`` and ``__max_epochs__``
-    override the spec's seed and epoch budget (the learning-rate schedule's horizon); ``__stop_epoch__`` ends the
+    The driver's :class:`~zsltune.sweep.overrides.TrialOverrides` never reach the trainer as hyperparameters: their
+    fixed and grid parts are merged into the config (a grid over configurations: ablations, analysis reruns); their
+    seed and max_epochs replace the spec's (max_epochs is the learning-rate schedule's horizon); stop_epoch ends the
     trial after that many epochs (a rerun trains a configuration for the epochs the search selected, on the
-    search's schedule); ``__knobs__`` freezes the trainer's knobs (values chosen on validation).
+    search's schedule); knobs freezes the trainer's knobs (values chosen on validation).
     """
-    config = {
-        **{k: v for k, v in config.items() if k not in ("__config__", "__grid__")},
-        **config.get("__config__", {}),
-        **config.get("__grid__", {}),  # an ablation grid's varied part (zsltune.sweep.grid)
-    }
-    reserved = {k: v for k, v in config.items() if k.startswith("__") and k.endswith("__")}
-    config = {k: v for k, v in config.items() if k not in reserved}
+    sampled, over = split_config(config)
+    config = over.hyperparameters(sampled)
     spec = replace(
         spec,
-        seed=int(reserved.get("__seed__", spec.seed)),
-        max_epochs=int(reserved.get("__max_epochs__", spec.max_epochs)),
+        seed=spec.seed if over.seed is None else over.seed,
+        max_epochs=spec.max_epochs if over.max_epochs is None else over.max_epochs,
     )
-    stop = int(reserved.get("__stop_epoch__") or spec.max_epochs)
-    knobs = dict(reserved.get("__knobs__") or {})
+    stop = int(over.stop_epoch or spec.max_epochs)
+    knobs = dict(over.knobs)
     torch.set_num_threads(max(1, int(spec.cpus_per_trial)))
     # denormal floats (Adam's second moments and saturated units decay into them) cost ~100x on x86 CPUs: a CRnet
     # iteration on the demo went from 1.1 s to 7.7 s as they built up; flushing them to zero changes no result
