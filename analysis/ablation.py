@@ -17,9 +17,10 @@ import pandas as pd
 from zsltune.analysis.stats import BOOTSTRAP_MIN_N, paired_comparison, summarize
 from zsltune.analysis.sweepdir import Sweep, plain, with_recall_columns
 from zsltune.errors import ConfigError
+from zsltune.metrics import H_CAL, NMI, ZSL_TOP1, H, S, U, recall_keys
 
 #: metrics tabled next to the sweep's own, where the trials report them
-SHOWN = ("H", "U", "S", "H_cal", "zsl_top1", "recall@1", "recall@4", "NMI")
+SHOWN = (H, U, S, H_CAL, ZSL_TOP1, *recall_keys((1, 4)), NMI)
 
 
 def _items(sweep: Sweep) -> list[tuple[list[str], list[tuple[Any, ...]] | None]]:

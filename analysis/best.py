@@ -15,10 +15,11 @@ import pandas as pd
 
 from zsltune.analysis.sweepdir import Sweep, config_columns, config_of, config_text, load_sweep, markdown_table
 from zsltune.errors import ConfigError, DataError
+from zsltune.metrics import ZSL_TOP1, H, S, U, recall_key
 
 BEST_CSV, BEST_MD = "best.csv", "best.md"
 #: columns of the printed and Markdown table besides val/<by>, in this order where present
-SHOWN_METRICS = ("H", "U", "S", "zsl_top1", "recall@1")
+SHOWN_METRICS = (H, U, S, ZSL_TOP1, recall_key(1))
 
 
 def _at_best_epoch(sweep: Sweep, val: pd.DataFrame, by: str, mode: str) -> pd.DataFrame:

@@ -7,10 +7,11 @@ from pathlib import Path
 import pandas as pd
 
 from zsltune.errors import DataError
+from zsltune.metrics import PAPER_RECALL_KS, ZSL_TOP1, H, S, U, recall_keys
 
 PAPER_RESULTS = Path(__file__).resolve().parent / "paper_results.csv"
 #: metric columns of the table, in percent as the papers print them
-PAPER_METRICS = ("U", "S", "H", "zsl_top1", "recall@1", "recall@2", "recall@4", "recall@8")
+PAPER_METRICS = (U, S, H, ZSL_TOP1, *recall_keys(PAPER_RECALL_KS))
 
 
 def paper_results(path: str | Path = PAPER_RESULTS) -> pd.DataFrame:

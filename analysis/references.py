@@ -16,12 +16,13 @@ import pandas as pd
 
 from zsltune.analysis.sweepdir import Sweep
 from zsltune.errors import ConfigError, ZsltuneError
+from zsltune.metrics import H_CAL, ZSL_TOP1, H, S, U
 
 REFERENCES_FILE = "references.parquet"
 #: what a report shows unless told: the two that take seconds (f-CLSWGAN takes minutes: ask for it by name)
 DEFAULT_REFERENCES = ("eszsl", "softmax")
 #: the columns shown, in percent
-SHOWN = ("zsl_top1", "S", "U", "H", "H_cal")
+SHOWN = (ZSL_TOP1, S, U, H, H_CAL)
 Block = tuple[str, Any]
 
 

@@ -29,13 +29,16 @@ from zsltune.analysis.rerun import PLAN_FILE, RERUN_DIR, RERUNS_FILE
 from zsltune.analysis.stats import BOOTSTRAP_MIN_N, paired_comparison, summarize
 from zsltune.analysis.sweepdir import Sweep, config_of, config_text, load_sweep, markdown_table, with_recall_columns
 from zsltune.errors import ConfigError
+from zsltune.metrics import GZSL_KEYS, H_ALPHA, KNOB_METRICS, PAPER_RECALL_KS, oracle_key, recall_keys
 
 #: metrics shown with intervals, in this order where the reruns have them: H_cal and H_alpha at the knobs chosen on
 #: validation (the headline), the test-picked ones last and named oracle_ (an upper bound no method can claim)
 CI_METRICS = (
-    "H", "U", "S", "zsl_top1", "AUSUC", "H_cal", "H_alpha", "recall@1", "recall@2", "recall@4", "recall@8",
-    "oracle_H_cal", "oracle_H_alpha",
-)  # fmt: skip
+    *GZSL_KEYS,
+    H_ALPHA,
+    *recall_keys(PAPER_RECALL_KS),
+    *(oracle_key(m) for m in KNOB_METRICS.values()),
+)
 Block = tuple[str, Any]
 
 

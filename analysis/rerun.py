@@ -39,6 +39,7 @@ import pandas as pd
 from zsltune.analysis.best import rank_trials
 from zsltune.analysis.sweepdir import NOT_METRICS, OPTIONS_FILE, config_of, load_sweep, plain, space_source
 from zsltune.errors import ConfigError, DataError, ZsltuneError
+from zsltune.metrics import H_ALPHA, H_CAL, ZSL_TOP1, H, S, U, recall_key
 
 if TYPE_CHECKING:
     from zsltune.sweep.overrides import TrialOverrides
@@ -208,7 +209,7 @@ class RerunCallback:
         frame = pd.DataFrame(sorted(self.rows.values(), key=lambda r: (r["rank"], r["seed"])))
         write_atomic(uniform_columns(frame), self.path)
         if not self.quiet:
-            keys = ("H", "U", "S", "H_cal", "H_alpha", "recall@1")
+            keys = (H, U, S, H_CAL, H_ALPHA, recall_key(1))
             shown = "  ".join(f"{m} {row[m]:.4f}" for m in keys if isinstance(row.get(m), float))
             print(
                 f"zsltune: rerun rank {rank} seed {seed}: {status}{': ' + error if error else ''} {shown} "
@@ -414,7 +415,7 @@ def _print_summary(r: RerunResult) -> None:
         print(f"zsltune: no rerun finished; see {r.path.parent / RERUN_DIR}")
         return
     ok = f[f["status"] == "completed"]
-    metrics = [m for m in ("H", "U", "S", "H_cal", "H_alpha", "zsl_top1", "recall@1") if m in ok]
+    metrics = [m for m in (H, U, S, H_CAL, H_ALPHA, ZSL_TOP1, recall_key(1)) if m in ok]
     s = summarize(ok, metrics, by="rank")
     print(f"\nzsltune: test-stage reruns ({len(ok)} of {len(f)} completed), mean ± t 95% half-width:")
     for rank, g in s.groupby("rank"):

@@ -90,7 +90,7 @@ def _fed_figures(name: str, test: Any, x_unseen: Any, *, seed: int) -> dict[str,
     """The CPU f-CLSWGAN's final softmax on ``test``'s real training images plus ``x_unseen`` (U·n_syn, D) from
     some generator: its figures (%) keyed ``"{name} {metric}"``."""
     from zsltune.baseline.clswgan import VARIANTS, supplied_scores
-    from zsltune.methods.base import gzsl_report
+    from zsltune.metrics import gzsl_report
 
     s_seen, s_unseen = supplied_scores(test, x_unseen, VARIANTS["cpu"], seed=seed)
     r = gzsl_report(s_seen, test.y_seen, s_unseen, test.y_unseen, n_seen=test.n_seen)

@@ -62,7 +62,7 @@ def reference_classifier(t: Any, stage: Any, *, seed: int) -> dict[str, float]:
     """H of f-CLSWGAN's own final softmax fed with this generator's unseen features (``H_ref``): tells a generator
     shortfall from one of TL-VSC's recognition step."""
     from zsltune.baseline.clswgan import VARIANTS, supplied_scores
-    from zsltune.methods.base import gzsl_report
+    from zsltune.metrics import gzsl_report
 
     v = VARIANTS["cpu"]
     with torch.no_grad():
@@ -83,8 +83,8 @@ def run_clswgan(stage: Any, *, seed: int) -> dict[str, Any]:
     """The frozen reference (its own two stages, the same random stream as `zsltune baseline clswgan`), then the
     health of its generator on a stream of its own."""
     from zsltune.baseline.clswgan import VARIANTS, fit_clswgan, fitted_scores
-    from zsltune.methods.base import gzsl_report
     from zsltune.methods.gan import generator_health
+    from zsltune.metrics import gzsl_report
 
     v = VARIANTS["cpu"]
     t0 = time.perf_counter()

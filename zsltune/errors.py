@@ -1,6 +1,8 @@
-"""User-facing errors: one line each, naming the file or option and the fix.
+"""User-facing errors: one line each, naming the file or option and the fix; and the errors that end a trial.
 
-The CLI prints ``str(error)`` and exits non-zero; a traceback appears only with ``--debug``.
+The CLI prints ``str(error)`` of a :class:`ZsltuneError` and exits non-zero; a traceback appears only with
+``--debug``. :class:`TrialDiverged` and :class:`TrialOutOfMemory` are not user input errors: a trainer or the sweep's
+trainable raises them inside a trial, and the sweep records the trial as failed (or retries it) with the reason.
 """
 
 from __future__ import annotations
@@ -31,6 +33,22 @@ class UnknownNameError(ZsltuneError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class TrialDiverged(RuntimeError):
+    """A loss or score became NaN or inf, or a run collapsed: the trial ends as failed and is not retried."""
+
+
+#: result key of the last report of a trial that raised :class:`TrialDiverged`: its one-line reason
+DIVERGED = "diverged"
+
+
+class TrialOutOfMemory(RuntimeError):
+    """The trial ran out of memory (host or CUDA); the one-line reason names the device and the cap.
+
+    Raised by the sweep's trainable in place of ``MemoryError``, torch's CPU allocator error or
+    ``torch.cuda.OutOfMemoryError``; Tune retries the trial (``--max-failures``) and records the reason.
+    """
 
 
 def run_command(func: Callable[[Any], int | None], args: Any, *, debug: bool = False) -> int:

@@ -17,32 +17,100 @@ Conventions
   accuracy curve whose area is the AUSUC.
 
 Public functions: :func:`per_class_accuracy`, :func:`harmonic_mean`, :func:`apply_gamma`, :func:`gzsl`,
-:func:`zsl_top1`, :func:`calibration_sweep`, :func:`recall_at_k`, :func:`nmi`, :func:`clustering_nmi`.
-Shape mismatches and other invalid inputs raise ``ValueError`` with a one-line message.
+:func:`zsl_top1`, :func:`calibration_sweep`, :func:`gzsl_report`, :func:`recall_at_k`, :func:`nmi`,
+:func:`clustering_nmi`. Shape mismatches and other invalid inputs raise ``ValueError`` with a one-line message.
+
+Metric names are spelled here once (:data:`H`, :data:`U`, :data:`S`, :data:`ZSL_TOP1`, :data:`H_CAL`, ...,
+:func:`recall_key`, :func:`oracle_key`); trainers, the sweep and the analysis tables build their lists from them, and
+:func:`metric_names` gives the metrics a trainer reports from its metric family.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
+    "AUSUC",
+    "GZSL_KEYS",
+    "H_ALPHA",
+    "H_CAL",
+    "KNOB_METRICS",
+    "METRIC_FAMILIES",
+    "NMI",
+    "PAPER_RECALL_KS",
+    "RETRIEVAL_KEYS",
+    "ZSL_TOP1",
+    "H",
+    "S",
+    "U",
     "apply_gamma",
     "calibration_sweep",
     "clustering_nmi",
     "gzsl",
+    "gzsl_report",
     "harmonic_mean",
+    "metric_names",
     "nmi",
+    "oracle_key",
     "per_class_accuracy",
     "recall_at_k",
+    "recall_key",
+    "recall_keys",
     "zsl_top1",
 ]
 
-GZSL_KEYS: tuple[str, ...] = ("U", "S", "H")
+# ---- metric names: spelled here only; reports, tables, the sweep and trainers build their lists from these -------
+#: GZSL accuracies (no calibration): ``U`` on unseen-class test images, ``S`` on seen ones, ``H`` their harmonic mean
+H, U, S = "H", "U", "S"
+#: conventional ZSL top-1 (unseen classes compete only with each other); area under the calibration sweep's curve
+ZSL_TOP1, AUSUC = "zsl_top1", "AUSUC"
+#: H at a knob's value chosen on validation: calibrated stacking's ``gamma``, CLAREL's ``alpha``
+H_CAL, H_ALPHA = "H_cal", "H_alpha"
+#: normalised mutual information of a k-means clustering of the embeddings (retrieval)
+NMI = "NMI"
+
+
+def recall_key(k: int) -> str:
+    """The name of Recall@``k`` in results and tables."""
+    return f"recall@{k}"
+
+
+def recall_keys(ks: Iterable[int]) -> tuple[str, ...]:
+    return tuple(recall_key(k) for k in ks)
+
+
+def oracle_key(name: str) -> str:
+    """The test-picked counterpart of a knob's metric: an upper bound no method can claim (``oracle_H_cal``)."""
+    return f"oracle_{name}"
+
+
+#: what every GZSL trainer reports (:func:`gzsl_report`), in this order, besides the chosen ``gamma``
+GZSL_KEYS: tuple[str, ...] = (H, U, S, ZSL_TOP1, AUSUC, H_CAL)
+#: what every retrieval trainer reports: recall@K for each K of the stage's list (:func:`metric_names`), and NMI
+RETRIEVAL_KEYS: tuple[str, ...] = (recall_key(1), NMI)
+#: the metrics each family reports, whatever the method and data (a method may report more)
+METRIC_FAMILIES: dict[str, tuple[str, ...]] = {"gzsl": GZSL_KEYS, "retrieval": RETRIEVAL_KEYS}
+#: knob -> the metric reported at its value (chosen on validation, frozen for the test stage)
+KNOB_METRICS: dict[str, str] = {"gamma": H_CAL, "alpha": H_ALPHA}
+#: the Recall@K columns deep-metric-learning papers print
+PAPER_RECALL_KS: tuple[int, ...] = (1, 2, 4, 8)
+
+
+def metric_names(family: str, *, recall_ks: Sequence[int] | None = None) -> tuple[str, ...]:
+    """The metrics a trainer of metric family ``family`` reports on its data (``()`` for an unknown family).
+
+    ``recall_ks``: a retrieval stage's Recall@K list (data-side: ``--recall-at``), in place of the family's recall@1.
+    """
+    if family == "retrieval" and recall_ks is not None:
+        return (*recall_keys(recall_ks), NMI)
+    return METRIC_FAMILIES.get(family, ())
+
+
 SWEEP_KEYS: tuple[str, ...] = (
     "gammas",
     "U",
@@ -240,7 +308,7 @@ def gzsl(
     pred_u = apply_gamma(su, seen_classes=seen, gamma=gamma).argmax(axis=1)  # (N_u,)
     s_acc = per_class_accuracy(ys, pred_s, classes=seen)
     u_acc = per_class_accuracy(yu, pred_u, classes=unseen)
-    return {"U": u_acc, "S": s_acc, "H": harmonic_mean(u_acc, s_acc)}
+    return {U: u_acc, S: s_acc, H: harmonic_mean(u_acc, s_acc)}
 
 
 def zsl_top1(scores_unseen: ArrayLike, y_unseen: ArrayLike, *, unseen_classes: ArrayLike) -> float:
@@ -398,6 +466,42 @@ def calibration_sweep(
     }
 
 
+def gzsl_report(
+    s_seen: np.ndarray,
+    y_seen: np.ndarray,
+    s_unseen: np.ndarray,
+    y_unseen: np.ndarray,
+    *,
+    n_seen: int,
+    gamma: float | None = None,
+) -> dict[str, float]:
+    """U, S, H (uncalibrated), ZSL top-1, AUSUC, and calibrated stacking: ``H_cal`` at ``gamma``.
+
+    Score columns ``0 .. n_seen-1`` are the seen classes, the rest the unseen ones. Keys: :data:`GZSL_KEYS` in that
+    order, then ``gamma``. ``gamma=None`` (validation: where the knob is chosen): ``gamma`` is the H-best offset of
+    the calibration sweep on these images and ``H_cal`` its H. A given ``gamma`` (the test stage, frozen from
+    validation) is applied as it is; the H-best offset on these images is then reported only as ``oracle_gamma`` /
+    ``oracle_H_cal``.
+    """
+    c = s_seen.shape[1] if s_seen.size else s_unseen.shape[1]
+    seen, unseen = np.arange(n_seen), np.arange(n_seen, c)
+    g = gzsl(s_seen, y_seen, s_unseen, y_unseen, seen_classes=seen, unseen_classes=unseen)
+    cal = calibration_sweep(s_seen, y_seen, s_unseen, y_unseen, seen_classes=seen, unseen_classes=unseen)
+    out = {
+        H: g["H"],
+        U: g["U"],
+        S: g["S"],
+        ZSL_TOP1: zsl_top1(s_unseen, y_unseen, unseen_classes=unseen),
+        AUSUC: float(cal["AUSUC"]),
+        H_CAL: float(cal["best_H"]),
+        "gamma": float(cal["best_gamma"]),
+    }
+    if gamma is not None:
+        at = gzsl(s_seen, y_seen, s_unseen, y_unseen, seen_classes=seen, unseen_classes=unseen, gamma=gamma)
+        out.update({oracle_key(H_CAL): out[H_CAL], "oracle_gamma": out["gamma"], H_CAL: at["H"], "gamma": float(gamma)})
+    return out
+
+
 # --------------------------------------------------------------------------------------------------
 # retrieval / clustering (deep metric learning)
 # --------------------------------------------------------------------------------------------------
@@ -443,7 +547,7 @@ def recall_at_k(
     ks_list = [int(k) for k in ks]
     if not ks_list or min(ks_list) < 1:
         raise ValueError(f"ks must be a non-empty sequence of positive integers, got {tuple(ks)!r}")
-    keys = [f"recall@{k}" for k in ks_list]
+    keys = list(recall_keys(ks_list))
     n, m = q.shape[0], g.shape[0]
     if n == 0:
         return dict.fromkeys(keys, float("nan"))

@@ -23,6 +23,7 @@ from zsltune.baseline.ridge import colour_histograms, ridge_fit, ridge_report, r
 from zsltune.baseline.softmax import softmax_seen_accuracy, softmax_select
 from zsltune.data.protocol import StageData
 from zsltune.errors import UnknownNameError
+from zsltune.metrics import gzsl_report
 
 __all__ = [
     "BASELINES",
@@ -50,8 +51,6 @@ class Baseline:
 
 
 def _gzsl(data: StageData, scores: tuple[np.ndarray, np.ndarray], gamma: float | None) -> dict[str, float]:
-    from zsltune.methods.base import gzsl_report
-
     return gzsl_report(scores[0], data.y_seen, scores[1], data.y_unseen, n_seen=data.n_seen, gamma=gamma)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from zsltune.data.protocol import StageData
+from zsltune.metrics import gzsl_report
 
 
 def _unit(a: np.ndarray) -> np.ndarray:
@@ -32,8 +33,6 @@ def ridge_scores(data: StageData, *, lam: float = 1.0) -> tuple[np.ndarray, np.n
 
 def ridge_report(data: StageData, *, lam: float = 1.0) -> dict[str, float]:
     """The GZSL report (H, U, S, zsl_top1, AUSUC, H_cal, gamma) of the ridge baseline on ``data``'s own split."""
-    from zsltune.methods.base import gzsl_report
-
     s_seen, s_unseen = ridge_scores(data, lam=lam)
     return gzsl_report(s_seen, data.y_seen, s_unseen, data.y_unseen, n_seen=data.n_seen)
 

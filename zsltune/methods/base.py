@@ -1,4 +1,4 @@
-"""The trainer contract every method follows, and the registry that finds a method by name or import path.
+"""The trainer contract every method follows (the registry that finds one by name is :mod:`zsltune.methods.registry`).
 
 A method declares what it trains on (:attr:`Trainer.data_source`), the metric family it reports
 (:attr:`Trainer.metric_family`), its hyperparameters (:attr:`Trainer.hparams`: kinds and valid values; defaults here
@@ -15,49 +15,26 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
 import math
-import sys
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
-from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from zsltune import metrics
 from zsltune.data.sources import DataInfo, DataSource, get_source
-from zsltune.errors import ConfigError, UnknownNameError
+from zsltune.errors import ConfigError, TrialDiverged
 from zsltune.methods import prep
 from zsltune.methods.hparams import FROM_SPACE, HP, Bool, check_config
 
-GZSL_KEYS = ("H", "U", "S", "zsl_top1", "AUSUC", "H_cal")
-RETRIEVAL_KEYS = ("recall@1", "NMI")  # and recall@K for each K of the stage's list (Trainer.metric_keys)
-#: the metrics each family reports, whatever the method and data (a method may report more)
-METRIC_FAMILIES: dict[str, tuple[str, ...]] = {"gzsl": GZSL_KEYS, "retrieval": RETRIEVAL_KEYS}
 #: hyperparameters every trainer takes
 BASE_HPARAMS: dict[str, HP] = {"amp": Bool(default=False, help="bf16 autocast on CUDA (ignored on CPU)")}
-#: checkpointed attributes: every one of these a trainer holds goes into state_dict() under its attribute name
 #: learning-rate schedules over a trial's budget (``max_epochs`` iterations), see :meth:`Trainer.lr_factor`
 LR_SCHEDULES = ("constant", "cosine")
+#: checkpointed attributes: every one of these a trainer holds goes into state_dict() under its attribute name
 STATEFUL = (torch.nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, torch.amp.GradScaler)
-
-
-class TrialDiverged(RuntimeError):
-    """A loss or score became NaN or inf, or a run collapsed: the trial ends as failed and is not retried."""
-
-
-#: result key of the last report of a trial that raised :class:`TrialDiverged`: its one-line reason
-DIVERGED = "diverged"
-
-
-class TrialOutOfMemory(RuntimeError):
-    """The trial ran out of memory (host or CUDA); the one-line reason names the device and the cap.
-
-    Raised by the sweep's trainable in place of ``MemoryError``, torch's CPU allocator error or
-    ``torch.cuda.OutOfMemoryError``; Tune retries the trial (``--max-failures``) and records the reason.
-    """
 
 
 class Trainer(ABC):
@@ -152,10 +129,6 @@ class Trainer(ABC):
         """Batches in one pass over the training rows (``batch_size`` of the config; override where it differs)."""
         return pass_length(len(self.data.y_train), int(self.config["batch_size"]))
 
-    def train_epoch(self) -> dict[str, float]:
-        """One pass over the training images."""
-        return self.train_steps(self.steps_per_epoch())
-
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         """Compatibility scores (n, C) of images x (n, D) against every stage class (GZSL methods)."""
         raise NotImplementedError(f"{type(self).__name__} must implement scores() or override evaluate()")
@@ -188,17 +161,19 @@ class Trainer(ABC):
 
     def metric_keys(self) -> tuple[str, ...]:
         """The metrics :meth:`evaluate` reports on this trainer's data: its family's (a method may report more)."""
-        return METRIC_FAMILIES.get(self.metric_family, ())
+        return metrics.metric_names(self.metric_family)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """GZSL metrics on the stage's seen and unseen evaluation images (keys: :data:`GZSL_KEYS` and ``gamma``)."""
+        """GZSL metrics on the stage's seen and unseen evaluation images (:func:`~zsltune.metrics.gzsl_report`)."""
         self.model.eval()
         d = self.data
         s_seen = self.batched_scores(d.x_seen)  # (N_s, C)
         s_unseen = self.batched_scores(d.x_unseen)  # (N_u, C)
         self.check_finite(s_seen, s_unseen)
-        return gzsl_report(s_seen, d.y_seen, s_unseen, d.y_unseen, n_seen=d.n_seen, gamma=self.frozen.get("gamma"))
+        return metrics.gzsl_report(
+            s_seen, d.y_seen, s_unseen, d.y_unseen, n_seen=d.n_seen, gamma=self.frozen.get("gamma")
+        )
 
     def check_finite(self, *arrays: np.ndarray) -> None:
         if not all(np.isfinite(a).all() for a in arrays):
@@ -313,40 +288,6 @@ def pass_length(n: int, batch_size: int) -> int:
     return cuts - 1 if cuts > 1 and 0 < rem < batch_size // 2 else max(cuts, 1)
 
 
-def gzsl_report(
-    s_seen: np.ndarray,
-    y_seen: np.ndarray,
-    s_unseen: np.ndarray,
-    y_unseen: np.ndarray,
-    *,
-    n_seen: int,
-    gamma: float | None = None,
-) -> dict[str, float]:
-    """U, S, H (uncalibrated), ZSL top-1, AUSUC, and calibrated stacking: ``H_cal`` at ``gamma``.
-
-    ``gamma=None`` (validation: where the knob is chosen): ``gamma`` is the H-best offset of the calibration sweep
-    on these images and ``H_cal`` its H. A given ``gamma`` (the test stage, frozen from validation) is applied as it
-    is; the H-best offset on these images is then reported only as ``oracle_gamma`` / ``oracle_H_cal``.
-    """
-    c = s_seen.shape[1] if s_seen.size else s_unseen.shape[1]
-    seen, unseen = np.arange(n_seen), np.arange(n_seen, c)
-    g = metrics.gzsl(s_seen, y_seen, s_unseen, y_unseen, seen_classes=seen, unseen_classes=unseen)
-    cal = metrics.calibration_sweep(s_seen, y_seen, s_unseen, y_unseen, seen_classes=seen, unseen_classes=unseen)
-    out = {
-        "H": g["H"],
-        "U": g["U"],
-        "S": g["S"],
-        "zsl_top1": metrics.zsl_top1(s_unseen, y_unseen, unseen_classes=unseen),
-        "AUSUC": float(cal["AUSUC"]),
-        "H_cal": float(cal["best_H"]),
-        "gamma": float(cal["best_gamma"]),
-    }
-    if gamma is not None:
-        at = metrics.gzsl(s_seen, y_seen, s_unseen, y_unseen, seen_classes=seen, unseen_classes=unseen, gamma=gamma)
-        out.update(oracle_H_cal=out["H_cal"], oracle_gamma=out["gamma"], H_cal=at["H"], gamma=float(gamma))
-    return out
-
-
 @functools.lru_cache(maxsize=64)
 def _shipped_space_defaults(name: str, dataset: str) -> tuple[tuple[str, Any], ...]:
     from zsltune.space import available_spaces, load_space
@@ -362,76 +303,6 @@ def _shipped_space_defaults(name: str, dataset: str) -> tuple[tuple[str, Any], .
 def _shipped_defaults(name: str, dataset: str) -> dict[str, Any]:
     """The paper defaults of the method's shipped search space (every parameter, active or not)."""
     return dict(_shipped_space_defaults(name, dataset))
-
-
-# ---- registry ---------------------------------------------------------------------------------------------
-_REGISTRY: dict[str, type[Trainer]] = {}
-T = TypeVar("T", bound=type[Trainer])
-
-
-def register_method(name: str) -> Callable[[T], T]:
-    """Class decorator: ``@register_method("crnet")`` makes ``--space crnet`` find the trainer."""
-
-    def deco(cls: T) -> T:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            prev = _REGISTRY[name]
-            if (prev.__module__, prev.__qualname__) != (cls.__module__, cls.__qualname__):  # not a re-import
-                raise ValueError(f"method '{name}' is already registered by {prev.__qualname__}")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return deco
-
-
-def get_method(name: str) -> type[Trainer]:
-    """A trainer by registry name (``crnet``) or import path (``my_pkg.my_module:MyTrainer``)."""
-    if ":" in name:
-        return import_method(name)
-    if name not in _REGISTRY:
-        raise UnknownNameError(f"unknown method '{name}'; valid methods: {', '.join(list_methods())}")
-    return _REGISTRY[name]
-
-
-def list_methods() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-def method_ref(cls: type[Trainer]) -> tuple[str, str | None]:
-    """(``module:QualName``, the sys.path root it imports from where that is not an installed location)."""
-    ref = f"{cls.__module__}:{cls.__qualname__}"
-    mod = sys.modules.get(cls.__module__)
-    file = getattr(mod, "__file__", None)
-    if cls.__module__.startswith("zsltune.") or not file:
-        return ref, None
-    root = Path(file).resolve().parent
-    for _ in cls.__module__.split(".")[1:]:
-        root = root.parent
-    return ref, str(root)
-
-
-def import_object(ref: str, path: str | None = None) -> Any:
-    """The object at ``module:QualName``, importing the module (from ``path`` too, where given); ImportError or
-    AttributeError for the caller to word."""
-    module, _, qual = ref.partition(":")
-    if path and path not in sys.path:
-        sys.path.insert(0, path)
-    obj: Any = importlib.import_module(module)
-    for part in qual.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
-def import_method(ref: str, path: str | None = None) -> type[Trainer]:
-    """The trainer class at ``module:QualName``, importing the module (from ``path`` too, where given)."""
-    try:
-        obj = import_object(ref, path)
-    except (ImportError, AttributeError) as e:
-        msg = f"method '{ref}': cannot import it ({e}); check the module path and PYTHONPATH"
-        raise UnknownNameError(msg) from None
-    if not (isinstance(obj, type) and issubclass(obj, Trainer)):
-        raise UnknownNameError(f"method '{ref}' is not a Trainer subclass")
-    return obj
 
 
 def weights_only(state: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -53,10 +53,12 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from zsltune import metrics
 from zsltune.data.protocol import StageData
 from zsltune.data.sources import DataSource, get_source
-from zsltune.errors import DataError
-from zsltune.methods.base import Trainer, TrialDiverged, gzsl_report, register_method
+from zsltune.errors import DataError, TrialDiverged
+from zsltune.methods.base import Trainer
 from zsltune.methods.hparams import HP, Choice, Float, Int
 from zsltune.methods.prep import FEATURE_NORMS
+from zsltune.methods.registry import register_method
+from zsltune.metrics import gzsl_report
 
 ALPHA_GRID = np.round(np.arange(0, 0.5 + 1e-9, 0.005), 3)  # (G,)
 RECALL_KS = (1, 5, 10)

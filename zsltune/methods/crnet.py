@@ -35,9 +35,10 @@ from torch import nn
 from zsltune.data.protocol import StageData
 from zsltune.data.sources import DataInfo
 from zsltune.errors import ConfigError
-from zsltune.methods.base import LR_SCHEDULES, Trainer, register_method
+from zsltune.methods.base import LR_SCHEDULES, Trainer
 from zsltune.methods.hparams import HP, Bool, Choice, Float, Int
 from zsltune.methods.prep import ATTRIBUTE_NORMS, FEATURE_NORMS, normalise_attributes
+from zsltune.methods.registry import register_method
 
 #: upper bound on the elements of the (n_chunk, C, H) relation intermediate in :meth:`CRnet.scores`
 SCORE_CHUNK_ELEMENTS = 32 * 2**20

@@ -32,7 +32,7 @@ from zsltune.data.sources import DataInfo
 from zsltune.errors import ConfigError
 from zsltune.methods.attention import ChannelAttention, attention_boxes, crop_resize, random_walk
 from zsltune.methods.backbones import BACKBONES, make_backbone
-from zsltune.methods.base import Trainer, register_method
+from zsltune.methods.base import Trainer
 from zsltune.methods.hparams import HP, Choice, Float, Int
 from zsltune.methods.hparams import Path as PathHP
 from zsltune.methods.metric_losses import (
@@ -44,6 +44,7 @@ from zsltune.methods.metric_losses import (
     reverse_gradient,
     row_norm_penalty,
 )
+from zsltune.methods.registry import register_method
 
 
 def orthogonal_adversary(dim: int) -> nn.Module:
@@ -240,7 +241,7 @@ class DeML(Trainer):
         return tuple(self.data.recall_ks)
 
     def metric_keys(self) -> tuple[str, ...]:
-        return (*(f"recall@{k}" for k in self.recall_ks), "NMI")
+        return metrics.metric_names(self.metric_family, recall_ks=self.recall_ks)
 
     @torch.no_grad()
     def embeddings(self, pixels: np.ndarray, batch: int = 256) -> np.ndarray:

@@ -10,8 +10,9 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from zsltune.methods.base import Trainer, register_method
+from zsltune.methods.base import Trainer
 from zsltune.methods.hparams import HP, Choice, Float, Int
+from zsltune.methods.registry import register_method
 
 
 @register_method("linear")

@@ -33,7 +33,7 @@ from torch import nn
 from zsltune.data.sources import DataInfo
 from zsltune.errors import ConfigError
 from zsltune.methods.backbones import BACKBONES, make_backbone
-from zsltune.methods.base import Trainer, gzsl_report, register_method
+from zsltune.methods.base import Trainer
 from zsltune.methods.hparams import HP, Bool, Choice, Float, Int
 from zsltune.methods.hparams import Path as PathHP
 from zsltune.methods.part_attention import (
@@ -44,6 +44,8 @@ from zsltune.methods.part_attention import (
     diversity,
     map_centres,
 )
+from zsltune.methods.registry import register_method
+from zsltune.metrics import gzsl_report
 
 
 class CropNet(nn.Module):

@@ -41,9 +41,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from zsltune.data.protocol import StageData
-from zsltune.methods.base import Trainer, TrialDiverged, register_method
+from zsltune.errors import TrialDiverged
+from zsltune.methods.base import Trainer
 from zsltune.methods.gan import CentreMemory, generator_health, gradient_penalty, mlp, sinkhorn_distance
 from zsltune.methods.hparams import HP, Choice, Float, Int
+from zsltune.methods.registry import register_method
 
 #: the rows of the paper's Table 2, in order
 ABLATIONS = ("gen", "gen+inf", "gen+inf+feat", "full")

@@ -11,7 +11,7 @@ from typing import Any
 
 from ray import tune
 
-from zsltune.methods.base import DIVERGED
+from zsltune.errors import DIVERGED
 from zsltune.results import EPOCHS_FILE, TRIALS_FILE, ResultsSink
 from zsltune.storage import Location
 from zsltune.sweep.overrides import split_config

@@ -22,8 +22,8 @@ from ray.tune.schedulers import (
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from zsltune.errors import ConfigError, UnknownNameError
-from zsltune.methods.base import DIVERGED
+from zsltune.errors import DIVERGED, ConfigError, UnknownNameError
+from zsltune.metrics import AUSUC, H_ALPHA, H_CAL, NMI, ZSL_TOP1, H, S, U, recall_key
 from zsltune.space import SearchSpace
 
 SAMPLERS = ("tpe", "cmaes", "gp", "random", "qmc", "nsga2")
@@ -65,7 +65,7 @@ class _NSGAII(optuna.samplers.NSGAIISampler):
 
 _LOCK = type(threading.Lock())
 #: metrics a study's trials carry as user attributes, where the method reports them
-HEADLINE = ("H", "U", "S", "H_cal", "H_alpha", "zsl_top1", "AUSUC", "recall@1", "NMI")
+HEADLINE = (H, U, S, H_CAL, H_ALPHA, ZSL_TOP1, AUSUC, recall_key(1), NMI)
 
 
 class PruneAwareOptunaSearch(OptunaSearch):

@@ -18,9 +18,8 @@ import ray
 import torch
 from ray import tune
 
-from zsltune.errors import ConfigError
-from zsltune.methods import Trainer, TrialDiverged, TrialOutOfMemory, get_method, import_method
-from zsltune.methods.base import DIVERGED
+from zsltune.errors import DIVERGED, ConfigError, TrialDiverged, TrialOutOfMemory
+from zsltune.methods import Trainer, get_method, import_method
 from zsltune.sweep.options import TrialSpec
 from zsltune.sweep.overrides import split_config
 
