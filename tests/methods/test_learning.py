@@ -24,8 +24,8 @@ LEARNING: dict[str, tuple[int, str, str]] = {
     "linear": (600, "H", "H"),
     "crnet": (1200, "H", "H"),
     "clarel": (600, "H_alpha", "H_cal"),
-    "tlvsc": (800, "H", "H"),
-    "deml": (300, "recall@1", "recall@1"),
+    "tlvsc": (600, "H", "H"),
+    "deml": (150, "recall@1", "recall@1"),
     "sgma": (300, "H_cal", "H_cal"),
 }
 SHARE = 0.8  # of the reference's figure
