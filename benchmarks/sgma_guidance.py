@@ -42,7 +42,7 @@ def part_stage(
 def map_hits(trainer: Any, stage: Any, root: Path) -> tuple[float, float]:
     """(share of unseen val images where some attention map's centre lies in a planted part box, chance share)."""
     from zsltune.data.synth_images import read_part_boxes
-    from zsltune.methods.part_attention import map_centres
+    from zsltune.layers.attention_maps import map_centres
 
     cache, _ = trainer.cached_split("unseen")
     boxes = read_part_boxes(root)

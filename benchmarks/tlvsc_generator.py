@@ -83,7 +83,7 @@ def run_clswgan(stage: Any, *, seed: int) -> dict[str, Any]:
     """The frozen reference (its own two stages, the same random stream as `zsltune baseline clswgan`), then the
     health of its generator on a stream of its own."""
     from zsltune.baseline.clswgan import VARIANTS, fit_clswgan, fitted_scores
-    from zsltune.methods.gan import generator_health
+    from zsltune.layers.gan import generator_health
     from zsltune.metrics import gzsl_report
 
     v = VARIANTS["cpu"]

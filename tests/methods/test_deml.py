@@ -12,16 +12,17 @@ import torch.nn.functional as F
 
 from zsltune.data.sources import StageRequest, get_source
 from zsltune.data.synth_images import PALETTE, draw, synth_images
-from zsltune.methods import get_method
-from zsltune.methods.attention import attention_boxes, crop_resize, random_walk
-from zsltune.methods.deml import orthogonal_adversary
-from zsltune.methods.metric_losses import (
+from zsltune.layers.attention_maps import attention_boxes, random_walk
+from zsltune.layers.crops import crop_resize
+from zsltune.layers.metric_losses import (
     adversary_discrepancy,
     binomial_deviance,
     dann_coefficient,
     reverse_gradient,
     row_norm_penalty,
 )
+from zsltune.methods import get_method
+from zsltune.methods.deml import orthogonal_adversary
 
 
 def test_random_walk_conserves_mass_and_a_uniform_map_stays_uniform() -> None:

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from zsltune.methods.gan import CentreMemory, gradient_penalty, sinkhorn_distance, sinkhorn_plan
+from zsltune.layers.gan import CentreMemory, gradient_penalty, sinkhorn_distance, sinkhorn_plan
 
 
 def test_gradient_penalty_equals_a_hand_computation_on_a_linear_critic() -> None:
@@ -115,7 +115,7 @@ def test_alignment_gradient_reaches_each_row_at_the_configured_weight() -> None:
 
 
 def test_generator_health_tells_a_matching_generator_from_a_swapped_one() -> None:
-    from zsltune.methods.gan import generator_health
+    from zsltune.layers.gan import generator_health
 
     torch.manual_seed(0)
     centres = 3 * torch.randn(5, 8)

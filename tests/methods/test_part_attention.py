@@ -10,16 +10,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from zsltune.methods.part_attention import (
-    PartAttention,
+from zsltune.layers.attention import PartAttention
+from zsltune.layers.attention_maps import (
     channel_clusters,
     compactness,
-    crop_zoom,
     diversity,
     grid_coords,
     map_centres,
     map_overlap,
 )
+from zsltune.layers.crops import affine_crop, crop_resize, crop_zoom
 
 
 def ramp(size: int = 32) -> torch.Tensor:
@@ -55,6 +55,19 @@ def test_crop_zoom_equals_grid_sample_with_the_same_affine_grid() -> None:
     grid = F.affine_grid(theta, [3, 3, 20, 20], align_corners=False)
     want = F.grid_sample(img, grid, mode="bilinear", align_corners=False)
     assert torch.allclose(crop_zoom(img, centres, ratio, 20), want, atol=1e-6)
+
+
+def test_the_two_crop_conventions_share_one_affine_crop() -> None:
+    """A pixel box (DeML's crop_resize) and a centre + side (SGMA's crop_zoom) naming the same square give the same
+    crop: both are :func:`affine_crop`."""
+    g = torch.Generator().manual_seed(0)
+    img = torch.rand(2, 3, 40, 40, generator=g)
+    centres = torch.tensor([[0.2, -0.1], [-0.5, 0.5]])  # inside: no shift, side 0.4 x 40 = 16 px
+    px = (centres + 1) / 2 * 40  # (B, 2) centre in pixels
+    boxes = torch.cat([px - 8, px + 8], 1)  # (B, 4) x0, y0, x1, y1
+    assert torch.allclose(crop_resize(img, boxes, 12), crop_zoom(img, centres, 0.4, 12), atol=1e-5)
+    whole = affine_crop(img, (torch.ones(2), torch.ones(2)), (torch.zeros(2), torch.zeros(2)), 40)
+    assert torch.allclose(whole, img, atol=1e-5)  # the identity window is the image
 
 
 def test_crop_without_zoom_at_pixel_edges_is_a_slice() -> None:
@@ -117,7 +130,7 @@ def test_torchvision_backbones_by_name_from_a_local_file(tmp_path: Path) -> None
     import torchvision
 
     from zsltune.errors import ConfigError
-    from zsltune.methods.backbones import make_backbone
+    from zsltune.layers.backbones import make_backbone
 
     net = torchvision.models.resnet18(weights=None)
     torch.nn.init.constant_(net.layer4[1].conv2.weight, 0.5)

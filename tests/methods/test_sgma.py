@@ -12,8 +12,8 @@ import torch
 
 from zsltune.data.image_source import load_xlsa17_image_stage
 from zsltune.data.sources import StageRequest
+from zsltune.layers.attention_maps import map_overlap
 from zsltune.methods import get_method
-from zsltune.methods.part_attention import map_overlap
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

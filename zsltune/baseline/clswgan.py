@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zsltune.data.protocol import StageData
-from zsltune.methods.gan import gradient_penalty, mlp
+from zsltune.layers.gan import gradient_penalty, mlp
 
 
 @dataclass(frozen=True)

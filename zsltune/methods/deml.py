@@ -1,10 +1,11 @@
 """DeML: hybrid-attention decoupled metric learning for zero-shot image retrieval (Chen & Deng, CVPR 2019).
 
 I scales x J channel-attention branches = I·J learners of ⌊d/(IJ)⌋ dimensions each. Scale i has its own backbone
-copy (FNet, then GNet; :mod:`zsltune.methods.backbones`); its J channel-attention modules reweight the FNet map, GNet
-runs on each reweighted map, and a bias-free linear learner embeds the pooled result. Scale i+1 sees the crop that
-scale i's object attention (a random walk on its first branch's GNet map, :mod:`zsltune.methods.attention`) picks
-from scale i's input, resized back to the input size. Losses (:mod:`zsltune.methods.metric_losses`): binomial
+copy (FNet, then GNet; :mod:`zsltune.layers.backbones`); its J channel-attention modules
+(:mod:`zsltune.layers.attention`) reweight the FNet map, GNet runs on each reweighted map, and a bias-free linear
+learner embeds the pooled result. Scale i+1 sees the crop that scale i's object attention (a random walk on its first
+branch's GNet map, :mod:`zsltune.layers.attention_maps`) picks from scale i's input, resized back to the input size
+(:mod:`zsltune.layers.crops`). Losses (:mod:`zsltune.layers.metric_losses`): binomial
 deviance per learner (Eq. 5), averaged; the sub-learners of a scale kept apart by the released hinge or by an
 adversary through a gradient-reversal layer (Eq. 4); activation decay λ₁ and the learners' row-norm penalty λ₂
 (Eq. 6). Batches are ``batch_classes`` classes x ``per_class`` images. Evaluation: each learner's embedding
@@ -30,12 +31,11 @@ from torch import nn
 from zsltune import metrics
 from zsltune.data.sources import DataInfo
 from zsltune.errors import ConfigError
-from zsltune.methods.attention import ChannelAttention, attention_boxes, crop_resize, random_walk
-from zsltune.methods.backbones import BACKBONES, make_backbone
-from zsltune.methods.base import Trainer
-from zsltune.methods.hparams import HP, Choice, Float, Int
-from zsltune.methods.hparams import Path as PathHP
-from zsltune.methods.metric_losses import (
+from zsltune.layers.attention import ChannelAttention
+from zsltune.layers.attention_maps import attention_boxes, random_walk
+from zsltune.layers.backbones import BACKBONES, make_backbone
+from zsltune.layers.crops import crop_resize
+from zsltune.layers.metric_losses import (
     activation_decay,
     adversary_discrepancy,
     binomial_deviance,
@@ -44,6 +44,9 @@ from zsltune.methods.metric_losses import (
     reverse_gradient,
     row_norm_penalty,
 )
+from zsltune.methods.base import Trainer
+from zsltune.methods.hparams import HP, Choice, Float, Int
+from zsltune.methods.hparams import Path as PathHP
 from zsltune.methods.registry import register_method
 
 

@@ -1,9 +1,10 @@
 """SGMA: semantic-guided multi-attention localisation for zero-shot learning (Zhu et al., NeurIPS 2019).
 
 A CNN embeds the whole image; K attention maps over its last conv map (channel groups,
-:mod:`zsltune.methods.part_attention`) each give a centre; a 2-FC cropping net places a square crop from each map
-(``crop_method: net``, the paper's localisation, Sec. 3.2; its shift bounded by half the first crop's side), zoomed to
-``part_size`` by bilinear sampling, so the part branches' losses train the crops and, through them, the attention
+:class:`~zsltune.layers.attention.PartAttention`; centres and map losses in :mod:`zsltune.layers.attention_maps`) each
+give a centre; a 2-FC cropping net places a square crop from each map (``crop_method: net``, the paper's localisation,
+Sec. 3.2; its shift bounded by half the first crop's side), zoomed to ``part_size`` by bilinear sampling
+(:func:`~zsltune.layers.crops.crop_zoom`), so the part branches' losses train the crops and, through them, the attention
 end to end. ``centre``: a crop of side ``crop_ratio`` around the map's centre (gradient through the centre);
 ``detached``: the same with the centre detached (an ablation: the maps then learn only from compactness, diversity
 and the shared backbone). The K parts go through a second CNN (or the first: ``share_cnn``). Each of
@@ -32,18 +33,13 @@ from torch import nn
 
 from zsltune.data.sources import DataInfo
 from zsltune.errors import ConfigError
-from zsltune.methods.backbones import BACKBONES, make_backbone
+from zsltune.layers.attention import PartAttention
+from zsltune.layers.attention_maps import channel_clusters, compactness, diversity, map_centres
+from zsltune.layers.backbones import BACKBONES, make_backbone
+from zsltune.layers.crops import crop_zoom
 from zsltune.methods.base import Trainer
 from zsltune.methods.hparams import HP, Bool, Choice, Float, Int
 from zsltune.methods.hparams import Path as PathHP
-from zsltune.methods.part_attention import (
-    PartAttention,
-    channel_clusters,
-    compactness,
-    crop_zoom,
-    diversity,
-    map_centres,
-)
 from zsltune.methods.registry import register_method
 from zsltune.metrics import gzsl_report
 

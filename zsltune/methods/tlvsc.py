@@ -21,7 +21,7 @@ Choices the paper leaves to its missing supplementary, taken from f-CLSWGAN (Xia
 it follows: features min-max scaled to [0, 1] on the training images, the generator ending in a ReLU (``g_output``);
 attributes L2-normalised; one Adam (β = 0.5, 0.999) for G and I together and one for the three critics; ``n_critic``
 critic updates on fresh batches per G/I update, which reuses the last batch; the class centres of ĥ kept in a
-running memory (:class:`~zsltune.methods.gan.CentreMemory`), so L_wass is defined when a batch holds one image of a
+running memory (:class:`~zsltune.layers.gan.CentreMemory`), so L_wass is defined when a batch holds one image of a
 class; Sinkhorn ε relative to the cost's mean.
 
 Budget: one optimisation step is one generator iteration (n_critic critic updates + one G/I update). Every Tune
@@ -42,8 +42,8 @@ from torch import nn
 
 from zsltune.data.protocol import StageData
 from zsltune.errors import TrialDiverged
+from zsltune.layers.gan import CentreMemory, generator_health, gradient_penalty, mlp, sinkhorn_distance
 from zsltune.methods.base import Trainer
-from zsltune.methods.gan import CentreMemory, generator_health, gradient_penalty, mlp, sinkhorn_distance
 from zsltune.methods.hparams import HP, Choice, Float, Int
 from zsltune.methods.registry import register_method
 
@@ -337,7 +337,7 @@ class TLVSC(Trainer):
     @torch.no_grad()
     def health(self, per_class: int = 100) -> dict[str, float]:
         """The generator against the real training features of the seen classes (issue: features on the real
-        manifold): :func:`~zsltune.methods.gan.generator_health` on ``per_class`` generated features a class."""
+        manifold): :func:`~zsltune.layers.gan.generator_health` on ``per_class`` generated features a class."""
         n_seen = self.data.n_seen
         gen = torch.Generator(device=self.device).manual_seed(self.eval_seed * 1_000_003 + self.epoch + 1)
         y = torch.arange(n_seen, device=self.device).repeat_interleave(per_class)  # (S·n,)

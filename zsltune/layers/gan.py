@@ -2,7 +2,8 @@
 penalty (one critic input or several, with the concatenated gradient), an entropic optimal-transport (Sinkhorn)
 distance, and a running memory of class centres.
 
-Used by TL-VSC (:mod:`zsltune.methods.tlvsc`); nothing here knows that method. Tests: ``tests/methods/test_gan.py``.
+Used by TL-VSC (:mod:`zsltune.methods.tlvsc`) and the f-CLSWGAN baseline (:mod:`zsltune.baseline.clswgan`); nothing
+here knows either. Tests: ``tests/methods/test_gan.py``.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ BACKBONES = ("small", "googlenet", "resnet18", "resnet50", "vgg19")
 
 
 def _block(c_in: int, c_out: int, pool: bool = True) -> nn.Sequential:
+    """conv 3x3 -> BN -> ReLU (-> MaxPool 2): (B, c_in, h, w) -> (B, c_out, h/2, w/2), or h, w without ``pool``."""
     layers = [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
     return nn.Sequential(*layers, nn.MaxPool2d(2)) if pool else nn.Sequential(*layers)
 
