@@ -79,11 +79,15 @@ def measure(
     small: dict | None = None, stage_args: dict | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Rows per (crop, seed) and a summary per crop: means, and the seeds on which the first crop beats each other."""
-    torch.set_num_threads(1)  # one thread, as a trial on a packed node runs
-    with tempfile.TemporaryDirectory() as tmp:
-        base = root or Path(tmp)
-        stage, images = part_stage(base, **(stage_args or {}))
-        rows = {c: {s: run_arm(stage, images, seed=s, crop=c, steps=steps, small=small) for s in seeds} for c in crops}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one thread, as a trial on a packed node runs; the caller's count restored after
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            stage, images = part_stage(root or Path(tmp), **(stage_args or {}))
+            rows = {c: {s: run_arm(stage, images, seed=s, crop=c, steps=steps, small=small) for s in seeds}
+                    for c in crops}  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
     summary: dict[str, Any] = {}
     for c in crops:
         for k in ("zsl", "H_cal", "map_hits", "chance"):

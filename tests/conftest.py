@@ -88,10 +88,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         rel = Path(str(item.path)).resolve().relative_to(REPO_ROOT / "tests").as_posix()
         return rel.split("/")[0] if rel.split("/")[0] in ONE_WORKER_FOLDERS else rel
 
-    def rank(item: pytest.Item) -> int:
-        g = group(item)
-        return HEAVY_FIRST.index(g) if g in HEAVY_FIRST else len(HEAVY_FIRST)
-
+    groups = {item.nodeid: group(item) for item in items}
     for item in items:
-        item.add_marker(pytest.mark.xdist_group(group(item)))
-    items.sort(key=rank)  # stable: collection order within a rank
+        item.add_marker(pytest.mark.xdist_group(groups[item.nodeid]))
+    rank = {g: HEAVY_FIRST.index(g) if g in HEAVY_FIRST else len(HEAVY_FIRST) for g in groups.values()}
+    items.sort(key=lambda item: rank[groups[item.nodeid]])  # stable: collection order within a rank

@@ -91,7 +91,7 @@ class ParquetCallback(tune.Callback):
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         # a grid trial (zsltune.sweep.grid) brings its fixed part, its varied part and its seed as overrides
         sampled, over = split_config(trial.config)
-        cfg = {**over.config, **over.grid, **sampled, **self.fixed}
+        cfg = {**over.hyperparameters(sampled), **self.fixed}  # what run_trial hands the trainer
         meta = self.meta if over.seed is None else {**self.meta, "seed": over.seed}
         self.sink.start_trial(trial.trial_id, config=cfg, **meta)
         self._flush()
