@@ -214,8 +214,10 @@ def test_worker_node_killed_its_trial_continues_on_another_node(
 
     mine = rows[rows.trial_id == victim["trial_id"]].sort_values("epoch")
     before, after = mine[mine.node == victim["node"]], mine[mine.node != victim["node"]]
-    # epochs 1..k ran on the killed node, k+1..end on another one, restored from the checkpoint of epoch k
-    assert list(before["epoch"]) == list(range(1, len(before) + 1)) and len(before) >= victim["epoch"]
+    # epochs 1..k ran on the killed node, k+1..end on another one, restored from the checkpoint of epoch k. Tune
+    # registers an epoch's checkpoint in a second round trip to the trial (its "save" task) after the result's
+    # callbacks wrote the row, so a node killed in between loses that one checkpoint and the epoch runs again
+    assert list(before["epoch"]) == list(range(1, len(before) + 1)) and len(before) >= victim["epoch"] - 1
     assert len(after) >= 1 and int(after["epoch"].min()) == len(before) + 1
     assert (before["restores"] == 0).all() and (after["restores"] >= 1).all()
     assert set(after["node"]) <= set(cluster.worker_ids().values()) - {victim["node"]}
