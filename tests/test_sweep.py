@@ -310,23 +310,23 @@ def test_every_sampler_proposes_valid_configs(sampler: str) -> None:
         study.tell(trial, float(i % 3))
 
 
-def test_paper_profile_is_the_first_trial(local_ray, tiny_dataset_dir: Path, tmp_path: Path) -> None:
-    """``--profile paper``: the published configuration (Adam lr 1e-5, hidden 2048, ...) runs first."""
+def test_profile_is_the_first_trial(local_ray, tiny_dataset_dir: Path, tmp_path: Path) -> None:
+    """``--space crnet-paper --profile cpu``: the paper's ranges, started from the CPU space's defaults."""
     res = run_sweep(
         opts(
-            tiny_dataset_dir, tmp_path, name="paper", space="crnet", scheduler="fifo", num_samples=1, max_epochs=1,
-            profile="paper", iteration_steps=5,
+            tiny_dataset_dir, tmp_path, name="cpu", space="crnet-paper", scheduler="fifo", num_samples=1,
+            max_epochs=1, profile="cpu", iteration_steps=5,
         )
     )  # fmt: skip
     study = optuna.load_study(
-        study_name="paper",
+        study_name="cpu",
         storage=optuna.storages.JournalStorage(
             optuna.storages.journal.JournalFileBackend(str(res.sweep_dir / "optuna.journal"))
         ),
     )
     first = study.trials[0].params
-    assert (first["lr"], first["hidden"], first["att_norm"], first["feat_norm"]) == (1e-5, 2048, "l2", "none")
-    assert first["lr_schedule"] == "constant" and first["K"] == 3  # per-dataset values the profile leaves alone
+    assert (first["lr"], first["hidden"], first["att_norm"], first["feat_norm"]) == (5e-4, 1024, "std", "std")
+    assert first["lr_schedule"] == "cosine" and first["K"] == 3  # per-dataset values the profile leaves alone
     epochs = pd.read_parquet(res.epochs_path)
     assert list(epochs["step"]) == [5]  # --iteration-steps: an iteration of 5 optimisation steps
 
