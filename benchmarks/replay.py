@@ -1,20 +1,29 @@
-"""Search efficiency on a tabular replay, as tabular HPO benchmarks do it (HPOBench, YAHPO, LCBench): the per-iteration
-validation curves of a fixed pool of configurations are recorded once (:mod:`benchmarks.record_pool`, a real zsltune
-sweep); a strategy is then replayed on the table with simulated compute. Its sampler proposes a configuration from
-the method's search space; the nearest recorded one answers with its curve, one iteration at a time, and the pruner
-may stop it. Nearest is Gower's distance for mixed types: numeric parameters scaled to [0, 1] (log where the space
-says log), each counting its absolute difference; a categorical parameter counts 1 where it differs.
-Compute is counted in trial-iterations; nothing is handed the paper default.
+"""Search efficiency on a replay, as tabular and surrogate HPO benchmarks do it (HPOBench, LCBench; surrogates:
+Eggensperger et al., 2015; YAHPO Gym: Pfisterer et al., 2022): the per-iteration validation curves of a pool of
+configurations are recorded once (:mod:`benchmarks.record_pool`, a real zsltune sweep, kept in the cache, not in
+git); a strategy is then replayed on it with simulated compute. Its sampler proposes a configuration from the
+method's space and one of two answers returns its curve, one iteration at a time, while the pruner may stop it:
 
-Strategies: random search, TPE, TPE + ASHA (Optuna's successive halving: min resource = the space's grace period,
-reduction factor 3), TPE + median pruning, CMA-ES (categorical parameters sampled independently), and random search
-+ ASHA (which of the two parts of TPE + ASHA earns what it earns).
+* ``nearest``: the nearest recorded configuration's curve (mean over its seeds). Nearest is Gower's distance for
+  mixed types: numeric parameters scaled to [0, 1] (log where the space says log), each counting its absolute
+  difference; a categorical parameter counts 1 where it differs.
+* ``surrogate``: a random forest's predicted curve (:mod:`benchmarks.surrogate`), which counts only where its
+  leave-configurations-out error is below the pool's seed noise.
+
+Compute is counted in trial-iterations (steps x batch, or device seconds, are a later step); nothing is handed the
+paper default. Strategies, built with the sweep's own samplers (:func:`zsltune.sweep.search.make_sampler`) and
+Optuna's pruners at the settings the sweep gives Ray's schedulers: random search, TPE (multivariate), TPE + ASHA
+(Li et al., 2020; min resource = the space's grace period, reduction factor 3), Optuna's GP sampler + ASHA, TPE +
+Hyperband (Li et al., 2017; reduction factor 3 from one iteration: BOHB-like, Falkner et al., 2018, as Optuna's TPE
+models each bracket apart), CMA-ES (categorical parameters sampled independently), TPE + median pruning, and random
+search + ASHA (which of the two parts of TPE + ASHA earns what it earns).
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,37 +34,58 @@ import pandas as pd
 
 from zsltune.space import SearchSpace, load_space
 
-STRATEGIES = ("random", "tpe", "tpe+asha", "tpe+median", "cmaes", "random+asha")
+STRATEGIES = ("random", "tpe", "tpe+asha", "gp+asha", "tpe+hyperband", "cmaes", "tpe+median", "random+asha")
+#: (params, the trial's generator) -> the curve a proposal is answered with, (T,)
+Answer = Callable[[dict[str, Any], np.random.Generator], np.ndarray]
 
 
 @dataclass(frozen=True)
 class Table:
-    """A recorded pool: ``configs`` (n, params; NaN where a conditional parameter is inactive) and ``curves`` (n, T),
-    the validation metric after each iteration (a curve that ended early holds its last value)."""
+    """A recorded pool: ``configs`` (n, params; NaN where a conditional parameter is inactive), ``runs`` (n, seeds,
+    T: the validation metric after each iteration of each seed's run, NaN where a configuration has fewer seeds; a
+    curve that ended early holds its last value) and ``curves`` (n, T), their mean over seeds."""
 
     space: SearchSpace
     configs: pd.DataFrame
-    curves: np.ndarray
+    runs: np.ndarray
+
+    @property
+    def curves(self) -> np.ndarray:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.nan_to_num(np.nanmean(self.runs, 1), nan=0.0)
+
+    @property
+    def seeds(self) -> np.ndarray:
+        """(n,) how many seeds each configuration was recorded at."""
+        return (~np.isnan(self.runs).all(2)).sum(1)
 
     @property
     def horizon(self) -> int:
-        return int(self.curves.shape[1])
+        return int(self.runs.shape[2])
 
     @classmethod
     def read(cls, path: str | Path, space: str | SearchSpace) -> Table:
-        """A pool Parquet (one row per config and iteration: ``config_id``, ``iteration``, ``value``, ``config/*``)."""
+        """A pool Parquet (one row per config, seed and iteration: ``config_id``, ``seed`` (optional: one seed),
+        ``iteration``, ``value``, ``config/*``)."""
         return cls.read_frame(pd.read_parquet(path), space)
 
     @classmethod
     def read_frame(cls, df: pd.DataFrame, space: str | SearchSpace) -> Table:
         """A pool table already in memory (:func:`benchmarks.record_pool.pool_from_sweep`)."""
         sp = load_space(space) if isinstance(space, str) else space
-        wide = df.pivot(index="config_id", columns="iteration", values="value").sort_index()
-        curves = wide.ffill(axis=1).to_numpy(np.float64)
+        df = df if "seed" in df else df.assign(seed=0)
+        wide = df.pivot_table(index=["config_id", "seed"], columns="iteration", values="value", dropna=False)
+        wide = wide.ffill(axis=1).sort_index()  # a run that ended early holds its last value
+        ids = np.sort(df["config_id"].unique())
+        seeds = np.sort(df["seed"].unique())
+        full = wide.reindex(pd.MultiIndex.from_product([ids, seeds], names=["config_id", "seed"]))
+        runs = full.to_numpy(np.float64).reshape(len(ids), len(seeds), -1)
         cols = [c for c in df.columns if c.startswith("config/")]
-        configs = df.drop_duplicates("config_id").set_index("config_id").sort_index()[cols]
+        first = df.sort_values("seed").drop_duplicates("config_id").set_index("config_id").loc[ids]
+        configs = first[cols]
         configs.columns = [c.removeprefix("config/") for c in cols]
-        return cls(sp, configs, np.nan_to_num(curves, nan=0.0))
+        return cls(sp, configs, runs)
 
 
 class Nearest:
@@ -66,7 +96,7 @@ class Nearest:
     def __init__(self, table: Table, *, metric: str = "gower") -> None:
         if metric not in ("gower", "squared"):
             raise ValueError(f"metric {metric!r}: unknown; valid: gower, squared")
-        self.metric = metric
+        self.metric, self.table_curves = metric, table.curves
         self.numeric, self.categorical, cols = [], [], []
         for p in table.space.params:
             if p.name not in table.configs:
@@ -95,18 +125,25 @@ class Nearest:
             d = d + (self.cats[:, j] != params.get(p.name)).astype(np.float64)
         return int(np.argmin(d))
 
+    def curve(self, params: dict[str, Any], rng: np.random.Generator | None = None) -> np.ndarray:
+        """The nearest recorded configuration's curve, mean over its seeds (``rng`` unused: a table is fixed)."""
+        return self.table_curves[self(params)]
 
-def make_study(strategy: str, seed: int, grace: int) -> optuna.Study:
+
+def make_study(strategy: str, seed: int, grace: int, horizon: int) -> optuna.Study:
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy {strategy!r}: unknown; valid: {', '.join(STRATEGIES)}")
     from zsltune.sweep.search import make_sampler  # the samplers a sweep builds, with its settings
 
     sampler = make_sampler(strategy.split("+")[0], seed=seed, multi=False)
     # the schedulers' settings as make_scheduler gives them to Ray: ASHA reduction factor 3 from the grace period;
-    # the median rule after the grace period once 3 trials have reported
+    # Hyperband reduction factor 3 up to the horizon (Ray's brackets start near one iteration); the median rule
+    # after the grace period once 3 trials have reported
     pruner: optuna.pruners.BasePruner = optuna.pruners.NopPruner()
     if strategy.endswith("+asha"):
         pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=grace, reduction_factor=3)
+    elif strategy.endswith("+hyperband"):
+        pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=horizon, reduction_factor=3)
     elif strategy == "tpe+median":
         pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=grace)
     return optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
@@ -114,15 +151,18 @@ def make_study(strategy: str, seed: int, grace: int) -> optuna.Study:
 
 def replay(
     table: Table, strategy: str, *, budget: int, seed: int, nearest: Nearest | None = None,
-    first: dict[str, Any] | None = None,
+    first: dict[str, Any] | None = None, answer: Answer | None = None,
 ) -> np.ndarray:  # fmt: skip
     """Best validation value seen after each unit of compute: (budget,) (NaN before the first report).
 
-    ``first``: a configuration to try first, as a zsltune sweep enqueues the space's defaults (the efficiency
-    comparison and the live check hand it to no strategy: their real sweeps run with ``--no-defaults-first``)."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    nearest = nearest or Nearest(table)
-    study = make_study(strategy, seed, table.space.grace_period)
+    ``answer``: what answers a proposal with a curve (default: ``nearest``'s, else Gower's nearest configuration;
+    a :class:`benchmarks.surrogate.Surrogate`'s ``curve``). ``first``: a configuration to try first, as a zsltune
+    sweep enqueues the space's defaults (the efficiency comparison and the live check hand it to no strategy:
+    their real sweeps run with ``--no-defaults-first``)."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # GP's fallback notes on conditional parameters, each trial
+    answer = answer or (nearest or Nearest(table)).curve
+    study = make_study(strategy, seed, table.space.grace_period, table.horizon)
+    rng = np.random.default_rng(seed)
     if first:
         study.enqueue_trial(first)
     best = np.full(budget, np.nan)
@@ -132,7 +172,7 @@ def replay(
         while used < budget:
             trial = study.ask()
             table.space(trial)  # define-by-run: the space's own distributions and conditions
-            curve = table.curves[nearest(trial.params)]
+            curve = answer(trial.params, rng)
             value, pruned = -np.inf, False
             for t in range(table.horizon):
                 if used >= budget:
@@ -150,6 +190,35 @@ def replay(
     return best
 
 
+def fraction(curves: np.ndarray, target: float) -> float:
+    """Share of the budget at which the mean best-so-far over repeats (``curves``: (repeats, budget)) first reaches
+    ``target``; inf if it never does. As the HPO literature counts a speed-up over random search (e.g. BOHB,
+    Falkner et al., 2018), on the mean curve, not per repeat."""
+    hit = np.nanmean(np.nan_to_num(curves, nan=-np.inf), 0) >= target - 1e-12
+    return float(np.argmax(hit) + 1) / curves.shape[1] if hit.any() else math.inf
+
+
+def fractions(
+    curves: dict[str, np.ndarray], *, baseline: str = "random", boot: int = 500, seed: int = 0, level: float = 0.9
+) -> dict[str, dict[str, float]]:
+    """Each strategy's :func:`fraction` of the baseline's compute to reach the baseline's mean best at the full
+    budget, with a bootstrap ``level`` interval: repeats of the strategy and of the baseline resampled apart."""
+    base = curves[baseline]
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, c in curves.items():
+        boots = []
+        for _ in range(boot):
+            b = base[rng.integers(0, len(base), len(base))]
+            s = c[rng.integers(0, len(c), len(c))]
+            boots.append(fraction(s, float(np.nanmean(b[:, -1]))))
+        # the interval from the resamples themselves (no interpolation, which an inf would turn into NaN)
+        lo, hi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2], method="inverted_cdf")
+        out[name] = {"fraction": fraction(c, float(np.nanmean(base[:, -1]))), "fraction_lo": float(lo),
+                     "fraction_hi": float(hi)}  # fmt: skip
+    return out
+
+
 @dataclass(frozen=True)
 class Efficiency:
     """Curves (strategy -> (repeats, budget)) and the summary at the fixed budget."""
@@ -157,30 +226,30 @@ class Efficiency:
     curves: dict[str, np.ndarray]
     budget: int
     target: float  # random search's mean best at the budget
-    summary: pd.DataFrame  # strategy, best_mean, best_std, compute_to_target (mean curve), share_of_budget, reached
+    summary: pd.DataFrame  # strategy, best_mean, best_std, fraction (+ _lo, _hi), compute_to_target, reached
 
 
 def compare(
-    table: Table, *, budget: int, repeats: int = 10, strategies: tuple[str, ...] = STRATEGIES, metric: str = "gower"
-) -> Efficiency:
-    """Every strategy ``repeats`` times (seeds 0..repeats-1) on the same table at the same budget."""
-    nearest = Nearest(table, metric=metric)
-    curves = {s: np.stack([replay(table, s, budget=budget, seed=r, nearest=nearest) for r in range(repeats)])
+    table: Table, *, budget: int, repeats: int = 10, strategies: tuple[str, ...] = STRATEGIES, metric: str = "gower",
+    answer: Answer | None = None,
+) -> Efficiency:  # fmt: skip
+    """Every strategy ``repeats`` times (seeds 0..repeats-1) on the same table at the same budget, answered by
+    ``answer`` (default: Gower's nearest configuration)."""
+    answer = answer or Nearest(table, metric=metric).curve
+    curves = {s: np.stack([replay(table, s, budget=budget, seed=r, answer=answer) for r in range(repeats)])
               for s in strategies}  # fmt: skip
     target = float(np.nanmean(curves["random"][:, -1])) if "random" in curves else float("nan")
+    fr = fractions(curves) if "random" in curves else {}
     rows = []
     for s, c in curves.items():
-        # as the HPO literature counts a speed-up over random search (e.g. BOHB, Falkner et al. 2018): the compute at
-        # which the strategy's mean best-so-far curve first reaches random search's mean best at the budget
-        hit = np.nanmean(np.nan_to_num(c), 0) >= target - 1e-12  # (budget,) the mean curve at or above the target
-        at = float(np.argmax(hit) + 1) if hit.any() else np.inf
+        f = fr.get(s, {"fraction": math.nan, "fraction_lo": math.nan, "fraction_hi": math.nan})
         rows.append(
             {
                 "strategy": s,
                 "best_mean": float(np.nanmean(c[:, -1])),
                 "best_std": float(np.nanstd(c[:, -1])),
-                "compute_to_target": at,
-                "share_of_budget": at / budget,
+                **f,
+                "compute_to_target": f["fraction"] * budget,
                 "reached": float(np.mean(np.nan_to_num(c[:, -1]) >= target)),  # repeats at or above it at the end
             }
         )

@@ -1,5 +1,6 @@
-"""The benchmark suite's pieces on tiny sizes (nothing timed): the pool recorded by a real sweep, the replay of every
-strategy on it, the per-method step table over the registry, and ``python -m benchmarks`` writing its table."""
+"""The benchmark suite's pieces on tiny sizes (nothing timed): pools written here (the real one is recorded into the
+cache, :mod:`benchmarks.record_pool`), the replay of every strategy on one, the per-method step table over the
+registry, and ``python -m benchmarks`` writing its table."""
 
 from __future__ import annotations
 
@@ -40,14 +41,14 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_pools_merge_without_repeating_a_configuration() -> None:
-    from benchmarks.record_pool import merge_pools
+    from benchmarks.record_pool import merge_pools, with_seed
 
     old, new = synthetic_pool(n=6, horizon=3), synthetic_pool(n=4, horizon=3, seed=1)
     again = old[old["config_id"] == 2].assign(config_id=9)  # a configuration the old pool has (a sweep's defaults)
     merged = merge_pools(old, pd.concat([new, again], ignore_index=True))
     assert sorted(merged["config_id"].unique()) == list(range(10))  # 6 old + 4 new, numbered on; the repeat left out
     assert merged.groupby("config_id").size().eq(3).all()
-    pd.testing.assert_frame_equal(merged[merged["config_id"] < 6], old)
+    pd.testing.assert_frame_equal(merged[merged["config_id"] < 6], with_seed(old))  # an old pool: one seed, 0
     table = Table.read_frame(merged, "crnet")
     assert table.curves.shape == (10, 3)
     with pytest.raises(ValueError, match="pools of different spaces"):
@@ -74,7 +75,7 @@ def test_replay_every_strategy_on_a_table(pool: Path) -> None:
     assert list(eff.summary["strategy"]) == list(STRATEGIES)
     rand = eff.summary.set_index("strategy").loc["random"]
     assert rand["best_mean"] == pytest.approx(eff.target)
-    assert (eff.summary["share_of_budget"] > 0).all()
+    assert (eff.summary["fraction"] > 0).all() and rand["fraction"] == pytest.approx(1.0, abs=0.3)
 
 
 def test_method_steps_cover_the_registry(tiny_dataset_dir: Path) -> None:
@@ -92,16 +93,23 @@ def test_method_steps_cover_the_registry(tiny_dataset_dir: Path) -> None:
 
 def test_suite_writes_its_table_json_and_plot(pool: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import benchmarks.__main__ as suite
-    import benchmarks.record_pool
 
-    monkeypatch.setattr(benchmarks.record_pool, "POOL", pool)
-    rc = suite.main(["--only", "replay", "--quick", "--out", str(tmp_path)])
+    monkeypatch.setattr(suite, "REPLAY_REPEATS", {True: 2, False: 2})  # the piece's shape, not its figures
+    monkeypatch.setattr(suite, "REPLAY_STRATEGIES", ("random", "tpe+asha"))
+    rc = suite.main(["--only", "replay", "--quick", "--pool", str(pool), "--out", str(tmp_path)])
     assert rc == 0
-    doc = json.loads((tmp_path / "results.json").read_text())
-    assert doc["pieces"]["replay"]["rc"] == 0 and "tpe+asha best" in doc["pieces"]["replay"]["figures"]
+    piece = json.loads((tmp_path / "results.json").read_text())["pieces"]["replay"]
+    assert piece["rc"] == 0 and "tpe+asha fraction (surrogate)" in piece["figures"]
+    for replayed in ("surrogate", "nearest"):
+        assert set(piece[replayed]) == {"random", "tpe+asha"}
+        r = piece[replayed]["random"]
+        assert r["fraction"] is not None and r["fraction_lo"] <= r["fraction"]  # hi: None where a resample never
+    assert piece["seed_noise"]["configs"] == 0 and piece["surrogate_counts"] is None  # no repeats in this pool
+    assert {"curve", "best", "curve_raw", "best_raw"} <= set(piece["surrogate_error"])
     md = (tmp_path / "results.md").read_text()
-    assert "| replay |" in md and ("is met." in md or "is NOT met." in md)
-    assert (tmp_path / "search_efficiency.png").stat().st_size > 1000
+    assert "| replay |" in md and ("is met." in md or "is NOT met." in md) and "seed noise unknown" in md
+    for png in ("search_efficiency.png", "search_efficiency_surrogate.png"):
+        assert (tmp_path / png).stat().st_size > 1000
 
 
 def test_image_trials_share_one_decoded_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
