@@ -4,10 +4,10 @@ A cluster launched by ``ray up`` (or any head started with ``ray start --head --
 autoscaler in its monitor process on the head, which reads that file: node types, their resources (filled in from
 the instance type by ``ray up`` on AWS and GCP), ``min_workers``/``max_workers`` and the cluster's ``max_workers``.
 Ray 2.60 publishes no Python API for it: :func:`autoscaler_limits` looks first at the cluster config the GCS holds
-where something reported one (``ray._private.state``; KubeRay and Anyscale do), else runs a zero-CPU task on the head
-node that finds that cluster's monitor (``monitor.py --gcs-address=<this GCS>``) and reads its
-``--autoscaling-config`` file. None: no autoscaler (a ``ray start`` cluster, a local Ray); the cluster stays as it
-is, and what it holds now is all a sweep gets.
+where something reported one (``ray._private.state``; KubeRay and Anyscale do), else finds that cluster's monitor
+(``monitor.py --gcs-address=<this GCS>``) among the head's processes, from the driver where it runs on the head and
+from a zero-CPU task there otherwise, and reads its ``--autoscaling-config`` file. None: no autoscaler (a ``ray
+start`` cluster, a local Ray); the cluster stays as it is, and what it holds now is all a sweep gets.
 """
 
 from __future__ import annotations
@@ -90,10 +90,16 @@ def _from_gcs() -> ClusterLimits | None:
 
 
 def _from_head_monitor() -> ClusterLimits | None:
-    gcs = ray.get_runtime_context().gcs_address
+    ctx = ray.get_runtime_context()
+    gcs = ctx.gcs_address
     head = [n for n in ray.nodes() if n.get("Alive") and "node:__internal_head__" in n.get("Resources", {})]
     if not head:
         return None
+    if head[0].get("NodeID") == ctx.get_node_id():
+        # the driver runs on the head (`ray submit`, a local Ray): read its /proc here. A task would start a worker
+        # that imports this package, torch with it: 3-15 s before every sweep on a busy 2-core machine
+        cfg = _monitor_config(gcs)
+        return limits_from_config(cfg) if cfg else None
     task = ray.remote(num_cpus=0, resources={"node:__internal_head__": 0.001}, max_retries=0)(_monitor_config)
     try:
         cfg = ray.get(task.remote(gcs), timeout=60)
