@@ -12,6 +12,8 @@ too. Column ``seed`` is the repeat's index: 0 for the random sweep (trial seed `
 ``--seed + i``; a pool written before the column existed reads as one seed.
 
     PYTHONPATH=. python -m benchmarks.record_pool --num-samples 60 --repeats 3 --repeat-first 30 --seed 5
+        # the replay's CRnet pool: the space's defaults first (as a sweep enqueues them) and 59 random
+        # configurations, the first 30 again at trial seeds 6 and 7; about 80 minutes on 2 cores
     PYTHONPATH=. python -m benchmarks.record_pool --seed 6 --append           # 200 more configurations, one seed
     PYTHONPATH=. python -m benchmarks.record_pool --num-samples 8 --max-epochs 3 --out /tmp/pool.parquet
 """
@@ -39,10 +41,12 @@ def pool_path(space: str = "crnet") -> Path:
 
 
 def record_command(out: str | Path | None = None, space: str = "crnet") -> str:
-    """The command that records the pool the replay reads (60 configurations, the first 30 at 3 seeds)."""
+    """The command that records the pool the replay reads: the space's defaults and 59 random configurations, the
+    first 30 at 3 trial seeds (seed 5: the draws of the 2026-12-03 measurement before the space was narrowed)."""
     where = "" if out is None or Path(out) == pool_path(space) else f" --out {out}"
     flags = "" if space == "crnet" else f" --space {space}"
-    return f"PYTHONPATH=. python -m benchmarks.record_pool{flags} --num-samples 60 --repeats 3 --repeat-first 30{where}"
+    repeats = "--num-samples 60 --repeats 3 --repeat-first 30 --seed 5"
+    return f"PYTHONPATH=. python -m benchmarks.record_pool{flags} {repeats}{where}"
 
 
 def require_pool(path: str | Path | None = None, space: str = "crnet") -> Path:
@@ -93,13 +97,20 @@ def _yaml(v: Any) -> str:
     return f"{v:.17e}" if isinstance(v, float) else str(v)
 
 
-def repeat_grid(pool: pd.DataFrame, space: str, first: int) -> tuple[list[str], dict[tuple[str, ...], int]]:
+def _varied(pool: pd.DataFrame, space: str, fixed: dict[str, Any]) -> list[Any]:
+    """The space's parameters the pool records, less those ``fixed`` (the sweeps' overrides fix them in both)."""
+    from zsltune.space import load_space
+
+    return [p for p in load_space(space).params if f"config/{p.name}" in pool and p.name not in fixed]
+
+
+def repeat_grid(
+    pool: pd.DataFrame, space: str, first: int, fixed: dict[str, Any] | None = None
+) -> tuple[list[str], dict[tuple[str, ...], int]]:
     """The ``--grid`` item that runs the pool's first ``first`` configurations again (every parameter varied
     together), and each configuration's key -> its ``config_id``. An inactive conditional parameter takes a valid
     placeholder (its lower bound or first choice): the trainer ignores it, as it ignored the missing value."""
-    from zsltune.space import load_space
-
-    params = [p for p in load_space(space).params if f"config/{p.name}" in pool]
+    params = _varied(pool, space, fixed or {})
     confs = pool[pool["seed"] == 0].drop_duplicates("config_id").sort_values("config_id").head(first)
     levels, keys = [], {}
     for cid, row in zip(confs["config_id"], confs.itertuples(index=False), strict=True):
@@ -118,13 +129,12 @@ def _key(params: list[Any], vals: list[Any]) -> tuple[str, ...]:
 
 
 def repeats_from_sweep(
-    sweep_dir: str | Path, metric: str, pool: pd.DataFrame, space: str, keys: dict[tuple[str, ...], int], base: int
-) -> pd.DataFrame:
+    sweep_dir: str | Path, metric: str, pool: pd.DataFrame, space: str, keys: dict[tuple[str, ...], int], base: int,
+    fixed: dict[str, Any] | None = None,
+) -> pd.DataFrame:  # fmt: skip
     """The repeat sweep's curves under their configurations' ids in ``pool`` (their recorded values, NaN where
     inactive), ``seed`` = trial seed - ``base``."""
-    from zsltune.space import load_space
-
-    params = [p for p in load_space(space).params if f"config/{p.name}" in pool]
+    params = _varied(pool, space, fixed or {})
     rep = _curves(sweep_dir, metric)
     first = rep.drop_duplicates("config_id")
     ids = {
@@ -178,11 +188,12 @@ def record(
         )
         pool = pool_from_sweep(res.sweep_dir, metric)
     if repeats > 1 and repeat_first > 0:
-        grid, keys = repeat_grid(pool, space, repeat_first)
+        grid, keys = repeat_grid(pool, space, repeat_first, overrides)
         with tempfile.TemporaryDirectory() as tmp:
             # the sweep's grid: trial seeds seed+1 .. seed+repeats-1 (grid seeds run from the sweep's seed on)
             res = run_sweep(SweepOptions(**common, grid=grid, repeats=repeats - 1, storage=tmp, seed=seed + 1))
-            pool = pd.concat([pool, repeats_from_sweep(res.sweep_dir, metric, pool, space, keys, seed)])
+            rep = repeats_from_sweep(res.sweep_dir, metric, pool, space, keys, seed, overrides)
+            pool = pd.concat([pool, rep], ignore_index=True)
         pool = pool.sort_values(["config_id", "seed", "iteration"]).reset_index(drop=True)
     out = Path(out) if out is not None else pool_path(space)
     if append and out.exists():

@@ -110,3 +110,23 @@ def test_missing_pool_names_its_path_and_the_command(tmp_path: Path, monkeypatch
     assert suite.main(["--only", "replay", "--pool", str(missing), "--out", str(tmp_path / "o")]) == 1
     text = (tmp_path / "o" / "results.md").read_text()
     assert f"no replay pool at {missing}" in text
+
+
+def test_repeat_grid_reads_back_as_the_pools_configurations() -> None:
+    """The repeats' ``--grid`` item, parsed and checked as a sweep parses it, gives back the pool's configurations
+    exactly (floats through YAML, an inactive beta as a placeholder), each keyed to its config_id."""
+    from benchmarks.record_pool import _key, _varied, repeat_grid
+    from zsltune.methods import get_method
+    from zsltune.sweep.grid import grid_configs, grid_levels
+
+    df = seeded_pool(n=8, repeated=0)
+    assert df.groupby("config_id")["config/beta"].first().isna().any()  # some use_beta false: beta inactive
+    items, keys = repeat_grid(df, "crnet", 6)
+    levels = grid_levels(items, method="crnet", hparams=get_method("crnet").all_hparams(), space=load_space("crnet"))
+    params = _varied(df, "crnet", {})
+    confs = grid_configs(levels)
+    assert [keys[_key(params, [c[p.name] for p in params])] for c in confs] == list(range(6))
+    lr = df.groupby("config_id")["config/lr"].first()
+    assert [c["lr"] for c in confs] == list(lr[:6])  # bit for bit
+    items, _ = repeat_grid(df, "crnet", 2, {"hidden": 32})  # a parameter the sweeps fix is not varied
+    assert "hidden" not in items[0].split("=")[0].split(":")
