@@ -130,3 +130,22 @@ def test_repeat_grid_reads_back_as_the_pools_configurations() -> None:
     assert [c["lr"] for c in confs] == list(lr[:6])  # bit for bit
     items, _ = repeat_grid(df, "crnet", 2, {"hidden": 32})  # a parameter the sweeps fix is not varied
     assert "hidden" not in items[0].split("=")[0].split(":")
+
+
+def test_live_check_sets_both_replays_beside_the_sweeps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The live piece's bookkeeping with the real sweeps stubbed out (they take an hour): each arm's best next to
+    the nearest and the surrogate replay at the same compute."""
+    from types import SimpleNamespace
+
+    import benchmarks.__main__ as suite
+    import zsltune.sweep
+
+    pool = tmp_path / "pool.parquet"
+    seeded_pool(n=20, repeated=4).to_parquet(pool, index=False)
+    epochs = tmp_path / "epochs.parquet"
+    pd.DataFrame({"timestamp": range(12), "H": np.linspace(0, 0.3, 12)}).to_parquet(epochs)
+    monkeypatch.setattr(zsltune.sweep, "run_sweep", lambda o: SimpleNamespace(epochs_path=epochs))
+    monkeypatch.setattr(suite, "POOL", pool)
+    got = suite.live_piece(False, tmp_path)
+    assert {"random live best", "tpe+asha replay mean", "tpe+asha replay mean (surrogate)"} <= set(got["figures"])
+    assert got["text"].count("surrogate replay at the same compute") == 2
