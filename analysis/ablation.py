@@ -24,18 +24,13 @@ SHOWN = (H, U, S, H_CAL, ZSL_TOP1, *recall_keys((1, 4)), NMI)
 
 
 def _items(sweep: Sweep) -> list[tuple[list[str], list[tuple[Any, ...]] | None]]:
-    """The stored ``--grid`` items: (parameter names, the levels given or None)."""
-    import yaml
+    """The stored ``--grid`` items: (parameter names, the levels given or None), read as ``zsltune run`` reads them."""
+    items = [str(item) for item in sweep.options.get("grid") or []]
+    if not items:  # a search: no need for zsltune.sweep (which imports Ray)
+        return []
+    from zsltune.sweep.grid import parse_grid_items
 
-    out = []
-    for item in sweep.options.get("grid") or []:
-        head, sep, values = str(item).partition("=")
-        names = [n.strip() for n in head.split(":")]
-        levels = (
-            [tuple(yaml.safe_load(v) for v in lv.split(":")) for lv in values.split(",") if lv.strip()] if sep else None
-        )
-        out.append((names, levels))
-    return out
+    return parse_grid_items(items)
 
 
 def grid_of(sweep: Sweep) -> list[str]:

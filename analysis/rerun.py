@@ -30,7 +30,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +42,7 @@ from zsltune.errors import ConfigError, DataError, ZsltuneError
 from zsltune.metrics import H_ALPHA, H_CAL, ZSL_TOP1, H, S, U, recall_key
 
 if TYPE_CHECKING:
+    from zsltune.sweep.options import SweepOptions
     from zsltune.sweep.overrides import TrialOverrides
 
 RERUN_DIR = "rerun"  # the rerun's own Tune experiment, inside the sweep folder
@@ -219,16 +220,6 @@ class RerunCallback:
             )
 
 
-def _stored_options(sweep_dir: Path) -> dict[str, Any]:
-    path = sweep_dir / OPTIONS_FILE
-    if not path.is_file():
-        raise DataError(f"{sweep_dir}: no {OPTIONS_FILE} (the sweep's options); reruns need the sweep folder itself")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: invalid JSON ({e.msg} at line {e.lineno}); restore the file") from None
-
-
 def rerun(
     sweep_dir: str | Path,
     *,
@@ -271,19 +262,19 @@ def rerun(
             )
         load_sweep(d)  # the clear errors first: no Parquet, no trial
         plan = plan_rerun(d, top=3 if top is None else top, seeds=5 if seeds is None else seeds, by=by)
-    options = _stored_options(d)
-    cpus = float(options.get("cpus_per_trial", 1.0) if cpus_per_trial is None else cpus_per_trial)
-    gpus = float(options.get("gpus_per_trial", 0.0) if gpus_per_trial is None else gpus_per_trial)
-    if cpus <= 0:
-        raise ConfigError(f"--cpus-per-trial must be > 0, got {cpus:g}")
-    if gpus < 0 or (gpus > 1 and not gpus.is_integer()):
-        raise ConfigError(f"--gpus-per-trial must be >= 0 and a whole number above 1, got {gpus:g}")
+    from zsltune.sweep.options import check_resources, load_options  # here: zsltune.sweep imports Ray
+
+    # the sweep's options as --resume loads them; the resources given here replace the sweep's, checked as it checks
+    options = load_options(d)
+    given = {"cpus_per_trial": cpus_per_trial, "gpus_per_trial": gpus_per_trial}
+    options = replace(options, **{k: v for k, v in given.items() if v is not None})
+    check_resources(options)
     method = _method_of(d, plan, options)
     if not resume:
         plan.save(plan_path)  # the selection is frozen on disk before any test data exist in this process
         out.unlink(missing_ok=True)  # rows of an older, deleted rerun
     # ---- only from here on: the test stage ------------------------------------------------------------------
-    return _run(d, plan, options, method, cpus=cpus, gpus=gpus, address=address, resume=resume, quiet=quiet)
+    return _run(d, plan, options, method, address=address, resume=resume, quiet=quiet)
 
 
 def _knob_names(sweep: Any) -> tuple[str, ...]:
@@ -300,14 +291,14 @@ def _finite(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and v == v and abs(v) != float("inf")
 
 
-def _method_of(d: Path, plan: RerunPlan, options: dict[str, Any]) -> str:
+def _method_of(d: Path, plan: RerunPlan, options: SweepOptions) -> str:
     from zsltune.space import load_space
 
     trials = pd.read_parquet(d / "trials.parquet", columns=["trial_id", "method"])
     chosen = trials[trials["trial_id"] == plan.selection[0].trial_id]["method"]
     if len(chosen):
         return str(chosen.iloc[0])
-    source = space_source(d, options)
+    source = space_source(d, {"space": options.space})
     if source:
         return load_space(source).method
     raise DataError(f"{d}: cannot tell which method the sweep ran (no method column, no space in {OPTIONS_FILE})")
@@ -316,11 +307,9 @@ def _method_of(d: Path, plan: RerunPlan, options: dict[str, Any]) -> str:
 def _run(
     d: Path,
     plan: RerunPlan,
-    options: dict[str, Any],
+    options: SweepOptions,
     method: str,
     *,
-    cpus: float,
-    gpus: float,
     address: str | None,
     resume: bool,
     quiet: bool,
@@ -330,7 +319,7 @@ def _run(
     from zsltune.sweep.overrides import TrialOverrides
 
     cls = get_method(method)
-    overrides = dict(options.get("overrides") or {})
+    overrides = dict(options.overrides or {})
     try:  # the method's own data source, as in the search (CLAREL: with its per-image captions)
         data = load_data(cls, overrides, stage="test", options=options)
     except ZsltuneError as e:
@@ -342,19 +331,19 @@ def _run(
         name=method,
         max_epochs=max(s.schedule_epochs or s.epochs for s in plan.selection),
         seed=plan.seeds[0],
-        cpus_per_trial=cpus,
-        gpus_per_trial=gpus,
-        checkpoint_every=int(options.get("checkpoint_every", 1)),
+        cpus_per_trial=float(options.cpus_per_trial),
+        gpus_per_trial=float(options.gpus_per_trial),
+        checkpoint_every=int(options.checkpoint_every),
         overrides=overrides,
-        memory_per_trial=options.get("memory_per_trial"),
-        iteration_steps=int(options.get("iteration_steps") or 0) or None,  # the search's unit: same steps per iteration
+        memory_per_trial=options.memory_per_trial,
+        iteration_steps=int(options.iteration_steps or 0) or None,  # the search's unit: same steps per iteration
     )
     meta = {
         "sweep": d.name,
         "method": method,
         "dataset": info.dataset,
         "stage": info.stage,
-        "attributes": options.get("attributes", "att"),
+        "attributes": options.attributes,
         "synthetic": info.synthetic,
         "source": cls.source(overrides).name,
     }
@@ -394,7 +383,7 @@ def _run(
         seeds=list(plan.seeds),
         recorder=recorder,
         dirname=_rerun_dirname,
-        max_failures=int(options.get("max_failures", 2)),
+        max_failures=int(options.max_failures),
         resume=resume,
         address=address,
         announce=announce,

@@ -291,6 +291,64 @@ def test_bad_grid_is_one_line_before_ray(grid: list[str], expect: str, tmp_path:
     assert expect in str(e.value)
 
 
+def test_grid_items_parse_once_for_the_sweep_and_the_ablation_report() -> None:
+    """``zsltune run --grid`` and ``analyze report``'s ablation read the stored items with one parser: names, and the
+    levels given (each value as YAML) or None, nothing checked against a method."""
+    from types import SimpleNamespace
+
+    from zsltune.analysis.ablation import _items, grid_of
+    from zsltune.sweep.grid import grid_names, parse_grid_items
+
+    items = ["act", "lr = 0.01, 0.1", "I:J=1:1,2:4", "flag=true,false", "mode=gen,,"]
+    parsed = parse_grid_items(items)
+    assert parsed == [
+        (["act"], None), (["lr"], [(0.01,), (0.1,)]), (["I", "J"], [(1, 1), (2, 4)]),
+        (["flag"], [(True,), (False,)]), (["mode"], [("gen",)]),
+    ]  # fmt: skip
+    assert grid_names(items) == ["act", "lr", "I", "J", "flag", "mode"]
+    sweep = SimpleNamespace(options={"grid": items})
+    assert _items(sweep) == parsed and grid_of(sweep) == grid_names(items)
+    assert _items(SimpleNamespace(options={})) == [] and grid_of(SimpleNamespace(options={"grid": None})) == []
+
+
+def test_stored_options_load_with_one_line_errors_and_resources_checked(tmp_path: Path) -> None:
+    """``load_options`` (``--resume``, ``analyze rerun``): the stored options back, or one line naming the file;
+    ``check_resources``: a trial's resources checked as ``zsltune run`` checks them."""
+    from dataclasses import replace
+
+    from zsltune.errors import ConfigError, DataError
+    from zsltune.sweep.options import OPTIONS_FILE, SweepOptions, check_resources, load_options, save_options
+
+    o = SweepOptions(space="crnet", dataset="d", cpus_per_trial=2.0, grid=["act"], overrides={"hidden": 32})
+    save_options(o, tmp_path / "s")
+    assert load_options(tmp_path / "s") == o
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / OPTIONS_FILE).write_text(json.dumps({"space": "linear", "dataset": "demo"}))
+    assert load_options(tmp_path / "old") == SweepOptions(space="linear", dataset="demo")
+    with pytest.raises(DataError, match=rf"no {OPTIONS_FILE} \(the sweep's options\)"):
+        load_options(tmp_path)
+    for text, needle in [
+        ("{", "invalid JSON"),
+        ("[]", "not a JSON object of sweep options"),
+        ('{"space": "crnet", "bogus": 1}', "unknown option(s) bogus"),
+    ]:
+        (tmp_path / "s" / OPTIONS_FILE).write_text(text)
+        with pytest.raises(DataError) as e:
+            load_options(tmp_path / "s")
+        assert needle in str(e.value) and str(tmp_path / "s" / OPTIONS_FILE) in str(e.value)
+        assert "\n" not in str(e.value)
+    check_resources(o)
+    for change, needle in [
+        ({"cpus_per_trial": 0}, "--cpus-per-trial must be > 0, got 0"),
+        ({"gpus_per_trial": -1.0}, "--gpus-per-trial must be >= 0"),
+        ({"gpus_per_trial": 1.5}, "--gpus-per-trial above 1 must be a whole number, got 1.5"),
+        ({"memory_per_trial": 0.0}, "--memory-per-trial must be > 0 GB"),
+    ]:
+        with pytest.raises(ConfigError) as e:
+            check_resources(replace(o, **change))
+        assert needle in str(e.value)
+
+
 def _cli(*args: str, env_extra: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """``zsltune ARGS`` in a fresh interpreter; prints whether Ray was started after it returns."""
     code = (

@@ -26,9 +26,22 @@ def _value(text: str) -> Any:
     return yaml.safe_load(text)
 
 
+def parse_grid_items(items: Sequence[str]) -> list[tuple[list[str], list[tuple[Any, ...]] | None]]:
+    """``--grid`` items as (parameter names, the levels given or None), nothing checked against a method: ``act`` ->
+    (["act"], None); ``lr=0.01,0.1`` -> (["lr"], [(0.01,), (0.1,)]); ``I:J=1:1,2:4`` -> (["I", "J"], [(1, 1), (2, 4)]).
+    Each value is read as YAML (``0.1`` a float, ``true`` a bool, ``gen`` a string)."""
+    out: list[tuple[list[str], list[tuple[Any, ...]] | None]] = []
+    for item in items:
+        head, sep, values = (s.strip() for s in str(item).partition("="))
+        names = [n.strip() for n in head.split(":")]
+        levels = [tuple(_value(v) for v in lv.split(":")) for lv in values.split(",") if lv.strip()] if sep else None
+        out.append((names, levels))
+    return out
+
+
 def grid_names(items: Sequence[str]) -> list[str]:
     """The parameter names of ``--grid`` items (``ablation``, ``lr=1e-4,1e-3`` -> ``lr``; ``I:J=1:1,2:4`` -> I, J)."""
-    return [n.strip() for item in items for n in item.partition("=")[0].split(":")]
+    return [n for names, _ in parse_grid_items(items) for n in names]
 
 
 def grid_levels(
@@ -42,9 +55,8 @@ def grid_levels(
     params = {p.name: p for p in space.params}
     out: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
     seen: set[str] = set()
-    for item in items:
-        head, sep, values = (s.strip() for s in item.partition("="))
-        names = tuple(n.strip() for n in head.split(":"))
+    for item, (parsed, given) in zip(items, parse_grid_items(items), strict=True):
+        head, names = item.partition("=")[0].strip(), tuple(parsed)
         for name in names:
             if name not in hparams:
                 raise ConfigError(
@@ -53,8 +65,8 @@ def grid_levels(
             if name in seen:
                 raise ConfigError(f"--grid {name}: given twice; give each parameter once")
             seen.add(name)
-        if sep:
-            levels = [tuple(_value(v) for v in lv.split(":")) for lv in values.split(",") if lv.strip()]
+        if given is not None:
+            levels = given
             bad = next((lv for lv in levels if len(lv) != len(names)), None)
             if bad is not None:
                 raise ConfigError(

@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow.fs as pafs
 
 from zsltune.data import STAGES
-from zsltune.errors import ConfigError, UnknownNameError, ZsltuneError
+from zsltune.errors import ConfigError, DataError, UnknownNameError, ZsltuneError
 from zsltune.methods import Trainer, get_method, import_object
 from zsltune.methods.hparams import check_space, check_value
 from zsltune.space import SearchSpace, load_space
@@ -121,6 +121,29 @@ class SweepResult:
     size: tuple[int, int] | None = None  # (bytes, files) of the sweep folder when the sweep ended
 
 
+def _resource_checks(o: SweepOptions) -> list[tuple[bool, str]]:
+    return [
+        (o.cpus_per_trial > 0, f"--cpus-per-trial must be > 0, got {o.cpus_per_trial}"),
+        (o.gpus_per_trial >= 0, f"--gpus-per-trial must be >= 0, got {o.gpus_per_trial}"),
+        (
+            o.memory_per_trial is None or o.memory_per_trial > 0,
+            f"--memory-per-trial must be > 0 GB, got {o.memory_per_trial}",
+        ),
+        (
+            o.gpus_per_trial <= 1 or float(o.gpus_per_trial).is_integer(),
+            f"--gpus-per-trial above 1 must be a whole number, got {o.gpus_per_trial}",
+        ),
+    ]
+
+
+def check_resources(o: SweepOptions) -> None:
+    """What one trial asks of a node (``--cpus-per-trial``, ``--gpus-per-trial``, ``--memory-per-trial``), checked
+    as a search checks them (:func:`prepare`); a test-stage rerun checks its own the same way."""
+    for ok, msg in _resource_checks(o):
+        if not ok:
+            raise ConfigError(msg)
+
+
 def _check_options(o: SweepOptions, space: SearchSpace, trainer_cls: type[Trainer]) -> None:
     hps = trainer_cls.all_hparams()
     check_space(space.method, hps, space)  # bounds, choices and per-dataset defaults against the declarations
@@ -151,16 +174,7 @@ def _check_options(o: SweepOptions, space: SearchSpace, trainer_cls: type[Traine
     checks = [
         (o.num_samples is None or o.num_samples >= 1, f"--num-samples must be >= 1, got {o.num_samples}"),
         (o.repeats >= 1, f"--repeats must be >= 1 (seeds per grid configuration), got {o.repeats}"),
-        (o.cpus_per_trial > 0, f"--cpus-per-trial must be > 0, got {o.cpus_per_trial}"),
-        (o.gpus_per_trial >= 0, f"--gpus-per-trial must be >= 0, got {o.gpus_per_trial}"),
-        (
-            o.memory_per_trial is None or o.memory_per_trial > 0,
-            f"--memory-per-trial must be > 0 GB, got {o.memory_per_trial}",
-        ),
-        (
-            o.gpus_per_trial <= 1 or float(o.gpus_per_trial).is_integer(),
-            f"--gpus-per-trial above 1 must be a whole number, got {o.gpus_per_trial}",
-        ),
+        *_resource_checks(o),
         (o.max_concurrent is None or o.max_concurrent >= 1, f"--max-concurrent must be >= 1, got {o.max_concurrent}"),
         (o.time_budget is None or o.time_budget > 0, f"--time-budget must be > 0 seconds, got {o.time_budget}"),
         (o.max_epochs is None or o.max_epochs >= 1, f"--max-epochs must be >= 1, got {o.max_epochs}"),
@@ -234,8 +248,24 @@ def _resume_options(o: SweepOptions, storage: Location) -> tuple[SweepOptions, P
 
 
 def load_options(sweep_dir: Path) -> SweepOptions:
-    """The options stored in a sweep folder (its :data:`OPTIONS_FILE`)."""
-    return SweepOptions(**json.loads((sweep_dir / OPTIONS_FILE).read_text()))
+    """The options stored in a sweep folder (its :data:`OPTIONS_FILE`), as ``--resume`` and ``zsltune analyze rerun``
+    read them; :class:`~zsltune.errors.DataError`, one line naming the file, when they cannot be read."""
+    path = sweep_dir / OPTIONS_FILE
+    if not path.is_file():
+        raise DataError(f"{sweep_dir}: no {OPTIONS_FILE} (the sweep's options); pass the sweep folder itself")
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: invalid JSON ({e.msg} at line {e.lineno}); restore the file") from None
+    if not isinstance(doc, dict):
+        raise DataError(f"{path}: not a JSON object of sweep options; restore the file")
+    unknown = sorted(set(doc) - {f.name for f in fields(SweepOptions)})
+    if unknown:
+        raise DataError(
+            f"{path}: unknown option(s) {', '.join(unknown)} (another zsltune version's?); use the zsltune that "
+            "wrote the sweep, or remove them"
+        )
+    return SweepOptions(**{"space": "", **doc})  # the rest default as a new sweep's do
 
 
 #: the command-line spelling of options whose flag is not the field's name
