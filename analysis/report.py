@@ -5,16 +5,16 @@ confidence intervals (test-stage reruns from ``reruns.parquet`` when present, el
 such); the papers' published numbers next to ours; the optimisation history (best so far against trials and against
 cumulative compute); hyperparameter importance (Optuna's fANOVA over the study in ``optuna.journal``); a slice plot
 of the top parameters; the seen/unseen trade-off (U against S with H contours).
+
+Each section is a function that returns a list of typed blocks (:mod:`zsltune.analysis.report_blocks`);
+:func:`build_report` strings them together and :func:`report` renders them as Markdown or HTML.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as _dt
-import html
 import math
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,20 @@ from zsltune.analysis.ablation import ablation_section, is_grid
 from zsltune.analysis.best import display_table, objectives, pareto_front, rank_trials
 from zsltune.analysis.paper import PAPER_METRICS, paper_rows
 from zsltune.analysis.references import DEFAULT_REFERENCES, references_section
+from zsltune.analysis.report_blocks import (
+    Block,
+    BulletList,
+    Figure,
+    Heading,
+    Paragraph,
+    Table,
+    from_tuple,
+    render_html,
+    render_markdown,
+)
 from zsltune.analysis.rerun import PLAN_FILE, RERUN_DIR, RERUNS_FILE
 from zsltune.analysis.stats import BOOTSTRAP_MIN_N, paired_comparison, summarize
-from zsltune.analysis.sweepdir import Sweep, config_of, config_text, load_sweep, markdown_table, with_recall_columns
+from zsltune.analysis.sweepdir import Sweep, config_of, config_text, load_sweep, with_recall_columns
 from zsltune.errors import ConfigError
 from zsltune.metrics import GZSL_KEYS, H_ALPHA, KNOB_METRICS, PAPER_RECALL_KS, oracle_key, recall_keys
 
@@ -39,7 +50,6 @@ CI_METRICS = (
     *recall_keys(PAPER_RECALL_KS),
     *(oracle_key(m) for m in KNOB_METRICS.values()),
 )
-Block = tuple[str, Any]
 
 
 def _ci_cell(row: dict[str, Any]) -> str:
@@ -148,21 +158,45 @@ def _importance(sweep: Sweep, by: str) -> tuple[dict[str, float] | None, str]:
     return imp, note
 
 
+def _summary_section(sweep: Sweep, table: pd.DataFrame, val: pd.DataFrame, reruns: pd.DataFrame | None) -> list[Block]:
+    """The title, what ran (method, data, search, trials, compute), on which data, and where the numbers came from."""
+    by = table.attrs["by"]
+    counts = val["status"].value_counts().to_dict()
+    method = table["method"].iloc[0] if "method" in table else "?"
+    dataset = table["dataset"].iloc[0] if "dataset" in table else "?"
+    o = sweep.options
+    device_s = pd.to_numeric(val.get("device_s"), errors="coerce").sum()
+    wall_s = pd.to_numeric(val.get("wall_s"), errors="coerce").sum()
+    return [
+        Heading(f"zsltune report: {sweep.name}", level=1),
+        Paragraph(
+            f"Method **{method}** on **{dataset}**, searched on the `val` stage (built from trainval only) with "
+            f"{o.get('sampler', '?')} + {o.get('scheduler', '?')}, ranked by validation `{by}` "
+            f"({table.attrs['mode']}). Trials: {len(val)} ("
+            + ", ".join(f"{n} {s}" for s, n in counts.items())
+            + f"); compute {device_s:.3g} s device time, {wall_s:.3g} s wall clock summed over trials. "
+            f"Sweep folder: `{sweep.path}`. Generated {_dt.datetime.now():%Y-%m-%d %H:%M}."
+        ),
+        Paragraph(_data_statement(sweep, reruns)),
+        Paragraph(provenance_line(sweep)),
+    ]
+
+
 def _best_section(sweep: Sweep, table: pd.DataFrame, reruns: pd.DataFrame | None, by: str) -> list[Block]:
-    blocks: list[Block] = [("h2", "Best configurations")]
+    """The top configurations: test-stage reruns with intervals and paired comparisons, else validation numbers."""
+    blocks: list[Block] = [Heading("Best configurations")]
     ok = None
     if reruns is not None:
         ok = reruns[(reruns["status"] == "completed") & (reruns["stage"] == "test")]
     if ok is None or ok.empty:
         blocks.append(
-            (
-                "p",
+            Paragraph(
                 "**No test-stage reruns yet: these are validation-stage numbers** (the search's own split of "
                 "trainval, at each trial's best epoch), not test numbers, and carry no confidence interval. Run "
-                f"`zsltune analyze rerun {sweep.path} --top 3 --seeds 5` for test numbers with intervals.",
+                f"`zsltune analyze rerun {sweep.path} --top 3 --seeds 5` for test numbers with intervals."
             )
         )
-        blocks.append(("table", display_table(table.head(10))))
+        blocks.append(Table(display_table(table.head(10))))
         return blocks
     shown = with_recall_columns(CI_METRICS, ok.columns)
     metrics = [m for m in shown if m in ok and pd.to_numeric(ok[m], errors="coerce").notna().any()]
@@ -183,8 +217,7 @@ def _best_section(sweep: Sweep, table: pd.DataFrame, reruns: pd.DataFrame | None
         row.update({r["metric"]: _ci_cell(r) for r in g.to_dict("records")})
         rows.append(row)
     blocks.append(
-        (
-            "p",
+        Paragraph(
             "**Test stage**: each configuration chosen on the validation stage only (`rerun/rerun.json`), retrained "
             "on all of trainval for its best epoch count from the search, and evaluated once on test_seen / "
             "test_unseen, once per seed. Cells: mean ± half-width of the Student-t 95% interval, then, with at least "
@@ -192,18 +225,18 @@ def _best_section(sweep: Sweep, table: pd.DataFrame, reruns: pd.DataFrame | None
             f"0; with fewer the bootstrap is far narrower than the t interval and left out). Knobs picked on "
             "evaluation data (the calibrated-stacking γ of `H_cal`, CLAREL's α of `H_alpha`) are the values "
             "chosen on validation at the selected epoch, applied unchanged; `oracle_` columns re-pick them on test "
-            "(an upper bound, not a result).",
+            "(an upper bound, not a result)."
         )
     )
-    blocks.append(("table", pd.DataFrame(rows)))
+    blocks.append(Table(pd.DataFrame(rows)))
     configs = [
         {"rank": r, "trial": g["trial_id"].iloc[0], "config": config_text(config_of(g.iloc[0]))}
         for r, g in ok.groupby("rank")
     ]
-    blocks.append(("table", pd.DataFrame(configs)))
+    blocks.append(Table(pd.DataFrame(configs)))
     failed = reruns[reruns["status"] != "completed"] if reruns is not None else pd.DataFrame()
     if not failed.empty:
-        blocks.append(("p", f"{len(failed)} rerun trial(s) did not complete and are left out: see `{RERUN_DIR}/`."))
+        blocks.append(Paragraph(f"{len(failed)} rerun trial(s) did not complete and are left out: see `{RERUN_DIR}/`."))
     # paired comparisons: the best configuration against each other one, on the seeds both have
     wide = ok.pivot_table(index="seed", columns="rank", values=by, aggfunc="first")
     ranks = sorted(wide.columns)
@@ -226,20 +259,25 @@ def _best_section(sweep: Sweep, table: pd.DataFrame, reruns: pd.DataFrame | None
             }
         )
     if comps:
-        blocks.append(("p", f"Paired comparisons on the same seeds (test {by}, difference of the two configurations):"))
-        blocks.append(("table", pd.DataFrame(comps)))
+        blocks.append(
+            Paragraph(f"Paired comparisons on the same seeds (test {by}, difference of the two configurations):")
+        )
+        blocks.append(Table(pd.DataFrame(comps)))
     return blocks
 
 
 def _paper_section(
-    sweep: Sweep, table: pd.DataFrame, reruns: pd.DataFrame | None, by: str
+    sweep: Sweep, table: pd.DataFrame, reruns: pd.DataFrame | None
 ) -> tuple[list[Block], list[dict[str, Any]]]:
+    """The papers' published numbers beside our rank 1, and those numbers as points for the trade-off plot."""
     method = str(table["method"].iloc[0]) if "method" in table else "?"
     dataset = str(table["dataset"].iloc[0]) if "dataset" in table else "?"
-    blocks: list[Block] = [("h2", "Published numbers")]
+    blocks: list[Block] = [Heading("Published numbers")]
     rows = paper_rows(method, dataset)
     if rows.empty:
-        blocks.append(("p", f"`analysis/paper_results.csv` has no published numbers for `{method}` on `{dataset}`."))
+        blocks.append(
+            Paragraph(f"`analysis/paper_results.csv` has no published numbers for `{method}` on `{dataset}`.")
+        )
         return blocks, []
     metrics = [m for m in PAPER_METRICS if m in rows and rows[m].notna().any()]
     out = []
@@ -265,17 +303,119 @@ def _paper_section(
             }
         )
     blocks.append(
-        ("p", f"Accuracies in percent. Published rows from `analysis/paper_results.csv` ({method}, {dataset}).")
+        Paragraph(f"Accuracies in percent. Published rows from `analysis/paper_results.csv` ({method}, {dataset}).")
     )
     if sweep.synthetic:
-        blocks.append(("p", "Our row comes from **synthetic** features: it is shown for the layout, not to compare."))
-    blocks.append(("table", pd.DataFrame(out)))
+        blocks.append(
+            Paragraph("Our row comes from **synthetic** features: it is shown for the layout, not to compare.")
+        )
+    blocks.append(Table(pd.DataFrame(out)))
     points = [
         {"label": f"paper: {r.get('variant') or method}", "U": r["U"] / 100, "S": r["S"] / 100}
         for r in rows.to_dict("records")
         if pd.notna(r.get("U")) and pd.notna(r.get("S"))
     ]
     return blocks, points
+
+
+def _png(out: Path, name: str) -> Path:
+    """Where a figure goes: beside the report and named after it (``r.md`` -> ``r-history.png``)."""
+    return out.parent / f"{out.stem}-{name}.png"
+
+
+def _history_section(sweep: Sweep, val: pd.DataFrame, metric: str, out: Path) -> list[Block]:
+    png = plots.history_plot(val, metric, sweep.mode_of(metric), _png(out, "history"))
+    return [
+        Heading("Optimisation history"),
+        Paragraph(
+            f"Validation `{metric}` of every trial and the best so far among completed trials, against the trial "
+            "order and against cumulative compute (device seconds summed over trials, in start order)."
+        ),
+        Figure(png, "optimisation history"),
+    ]
+
+
+def _importance_section(sweep: Sweep, by: str, out: Path) -> tuple[list[Block], dict[str, float]]:
+    """fANOVA importance as a table and a bar plot, and the importances (they order the slice plot's parameters)."""
+    imp, note = _importance(sweep, by)
+    blocks: list[Block] = [Heading("Hyperparameter importance"), Paragraph(note)]
+    if imp:
+        blocks.append(Table(pd.DataFrame({"parameter": list(imp), "importance": list(imp.values())})))
+        blocks.append(Figure(plots.importance_plot(imp, _png(out, "importance")), "hyperparameter importance"))
+    return blocks, imp or {}
+
+
+def _top_parameters_section(
+    sweep: Sweep, val: pd.DataFrame, metric: str, imp: dict[str, float], out: Path
+) -> list[Block]:
+    """A slice plot of up to four varied parameters, the most important first."""
+    scored = val[pd.to_numeric(val.get(f"best/{metric}"), errors="coerce").notna()]
+    varied = [
+        c.split("/", 1)[1]
+        for c in sorted(scored.columns)
+        if c.startswith("config/") and scored[c].dropna().astype(str).nunique() > 1
+    ]
+    top = ([p for p in imp if p in varied] + [p for p in varied if p not in imp])[:4]
+    blocks: list[Block] = [Heading("Top parameters")]
+    if not top or len(scored) < 2:
+        return [*blocks, Paragraph("Fewer than two scored trials or no varied parameter: no slice plot.")]
+    log = [n for n, p in sweep.space_params.items() if getattr(p, "log", False)]
+    png = plots.slice_plot(scored, top, metric, _png(out, "slice"), log_params=log)
+    return [
+        *blocks,
+        Paragraph(f"Slice plot: validation `{metric}` of each trial against {', '.join(f'`{p}`' for p in top)}."),
+        Figure(png, "slice plot"),
+    ]
+
+
+def _pareto_section(sweep: Sweep, table: pd.DataFrame, out: Path) -> list[Block]:
+    """A multi-objective study's front over all completed trials, in the objectives' terms; nothing otherwise."""
+    goals = objectives(sweep)
+    if len(goals) < 2:
+        return []
+    front = pareto_front(table, goals, [sweep.mode_of(m) for m in goals])
+    return [
+        Heading("Pareto front"),
+        Paragraph(
+            f"The study optimised {', '.join(f'`{m}`' for m in goals)}: {len(front)} of {len(table)} completed "
+            f"trials are on the front (no other trial at least as good on every objective and better on one)."
+        ),
+        Table(display_table(front)),
+        Figure(plots.pareto_plot(table, front, goals[:2], _png(out, "pareto")), "Pareto front"),
+    ]
+
+
+def _tradeoff_section(
+    val: pd.DataFrame, reruns: pd.DataFrame | None, paper_points: list[dict[str, Any]], out: Path
+) -> list[Block]:
+    """U against S: the search's trials, the reruns and the published numbers, with H contours."""
+    blocks: list[Block] = [Heading("Seen/unseen trade-off")]
+    if "best/U" not in val or "best/S" not in val:
+        return [*blocks, Paragraph("The method reports no U/S (not a GZSL method): no trade-off plot.")]
+    png = plots.tradeoff_plot(
+        val[val["status"] != "failed"],
+        _png(out, "tradeoff"),
+        reruns=reruns[reruns["status"] == "completed"] if reruns is not None else None,
+        paper=paper_points,
+    )
+    text = "U (unseen) against S (seen) accuracy: grey, the search's trials on the validation stage"
+    if reruns is not None:
+        text += "; coloured, the test-stage reruns (one dot per seed, mean ± standard error)"
+    if paper_points:
+        text += "; stars, the published numbers (test stage, real features)"
+    text += ". Green lines: H = 2US/(U+S)."
+    if "best/H_cal" in val:
+        text += " Calibrated stacking (`H_cal`, `AUSUC`) is in the tables above: the sweep stores no curve."
+    return [*blocks, Paragraph(text), Figure(png, "seen/unseen trade-off")]
+
+
+def _files_section(sweep: Sweep, reruns: pd.DataFrame | None) -> list[Block]:
+    files = ["`trials.parquet`, `epochs.parquet`: every trial and epoch of the search (val stage)"]
+    if reruns is not None:
+        files.append(f"`{RERUNS_FILE}`: the test-stage reruns, one row per (rank, seed)")
+    if (sweep.path / RERUN_DIR / PLAN_FILE).is_file():
+        files.append(f"`{RERUN_DIR}/{PLAN_FILE}`: the rerun's selection, frozen before any test data were loaded")
+    return [Heading("Files"), BulletList(tuple(files))]
 
 
 def build_report(
@@ -291,119 +431,26 @@ def build_report(
     table = rank_trials(sweep, by)  # val-stage rows, completed trials; clear errors on an empty sweep
     by = table.attrs["by"]
     out_path = _out_path(sweep, out)
-    stem = out_path.stem
     reruns = _reruns(sweep)
-    trials = sweep.trials
-    val = trials[trials["stage"] == "val"]
-    counts = val["status"].value_counts().to_dict()
-    method = table["method"].iloc[0] if "method" in table else "?"
-    dataset = table["dataset"].iloc[0] if "dataset" in table else "?"
-    o = sweep.options
-    device_s = pd.to_numeric(val.get("device_s"), errors="coerce").sum()
-    wall_s = pd.to_numeric(val.get("wall_s"), errors="coerce").sum()
-    blocks: list[Block] = [
-        ("h1", f"zsltune report: {sweep.name}"),
-        (
-            "p",
-            f"Method **{method}** on **{dataset}**, searched on the `val` stage (built from trainval only) with "
-            f"{o.get('sampler', '?')} + {o.get('scheduler', '?')}, ranked by validation `{by}` "
-            f"({table.attrs['mode']}). Trials: {len(val)} ("
-            + ", ".join(f"{n} {s}" for s, n in counts.items())
-            + f"); compute {device_s:.3g} s device time, {wall_s:.3g} s wall clock summed over trials. "
-            f"Sweep folder: `{sweep.path}`. Generated {_dt.datetime.now():%Y-%m-%d %H:%M}.",
-        ),
-        ("p", _data_statement(sweep, reruns)),
-        ("p", provenance_line(sweep)),
-    ]
+    val = sweep.trials[sweep.trials["stage"] == "val"]
+    blocks = _summary_section(sweep, table, val, reruns)
     if is_grid(sweep):
-        blocks += ablation_section(sweep, baseline=baseline)
+        blocks += [from_tuple(b) for b in ablation_section(sweep, baseline=baseline)]
     elif baseline:
         raise ConfigError(f"--baseline {baseline}: {sweep.path} is a search, not a grid (zsltune run --grid ...)")
     blocks += _best_section(sweep, table, reruns, by)
-    paper_blocks, paper_points = _paper_section(sweep, table, reruns, by)
+    paper_blocks, paper_points = _paper_section(sweep, table, reruns)
     blocks += paper_blocks
-    blocks += references_section(sweep, table, reruns, references)
-
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+    blocks += [from_tuple(b) for b in references_section(sweep, table, reruns, references)]
+    out_path.parent.mkdir(parents=True, exist_ok=True)  # the figures are written from here on
     metric = sweep.metric if f"best/{sweep.metric}" in val else by
-    blocks.append(("h2", "Optimisation history"))
-    png = plots.history_plot(val, metric, sweep.mode_of(metric), out_path.parent / f"{stem}-history.png")
-    blocks.append(
-        (
-            "p",
-            f"Validation `{metric}` of every trial and the best so far among completed trials, against the trial "
-            "order and against cumulative compute (device seconds summed over trials, in start order).",
-        )
-    )
-    blocks.append(("img", png, "optimisation history"))
-
-    blocks.append(("h2", "Hyperparameter importance"))
-    imp, note = _importance(sweep, by)
-    blocks.append(("p", note))
-    if imp:
-        blocks.append(("table", pd.DataFrame({"parameter": list(imp), "importance": list(imp.values())})))
-        png = plots.importance_plot(imp, out_path.parent / f"{stem}-importance.png")
-        blocks.append(("img", png, "hyperparameter importance"))
-
-    scored = val[pd.to_numeric(val.get(f"best/{metric}"), errors="coerce").notna()]
-    varied = [
-        c.split("/", 1)[1]
-        for c in sorted(scored.columns)
-        if c.startswith("config/") and scored[c].dropna().astype(str).nunique() > 1
-    ]
-    order = [p for p in (imp or {}) if p in varied] + [p for p in varied if p not in (imp or {})]
-    top = order[:4]
-    blocks.append(("h2", "Top parameters"))
-    if top and len(scored) >= 2:
-        log = [n for n, p in sweep.space_params.items() if getattr(p, "log", False)]
-        png = plots.slice_plot(scored, top, metric, out_path.parent / f"{stem}-slice.png", log_params=log)
-        blocks.append(
-            ("p", f"Slice plot: validation `{metric}` of each trial against {', '.join(f'`{p}`' for p in top)}.")
-        )
-        blocks.append(("img", png, "slice plot"))
-    else:
-        blocks.append(("p", "Fewer than two scored trials or no varied parameter: no slice plot."))
-
-    goals = objectives(sweep)
-    if len(goals) > 1:  # a multi-objective study: its front over all completed trials, in the objectives' terms
-        front = pareto_front(table, goals, [sweep.mode_of(m) for m in goals])
-        blocks.append(("h2", "Pareto front"))
-        blocks.append(
-            ("p", f"The study optimised {', '.join(f'`{m}`' for m in goals)}: {len(front)} of {len(table)} completed "
-                  f"trials are on the front (no other trial at least as good on every objective and better on one).")
-        )  # fmt: skip
-        blocks.append(("table", display_table(front)))
-        png = plots.pareto_plot(table, front, goals[:2], out_path.parent / f"{stem}-pareto.png")
-        blocks.append(("img", png, "Pareto front"))
-
-    blocks.append(("h2", "Seen/unseen trade-off"))
-    if "best/U" in val and "best/S" in val:
-        png = plots.tradeoff_plot(
-            val[val["status"] != "failed"],
-            out_path.parent / f"{stem}-tradeoff.png",
-            reruns=reruns[reruns["status"] == "completed"] if reruns is not None else None,
-            paper=paper_points,
-        )
-        text = "U (unseen) against S (seen) accuracy: grey, the search's trials on the validation stage"
-        if reruns is not None:
-            text += "; coloured, the test-stage reruns (one dot per seed, mean ± standard error)"
-        if paper_points:
-            text += "; stars, the published numbers (test stage, real features)"
-        text += ". Green lines: H = 2US/(U+S)."
-        if "best/H_cal" in val:
-            text += " Calibrated stacking (`H_cal`, `AUSUC`) is in the tables above: the sweep stores no curve."
-        blocks.append(("p", text))
-        blocks.append(("img", png, "seen/unseen trade-off"))
-    else:
-        blocks.append(("p", "The method reports no U/S (not a GZSL method): no trade-off plot."))
-    plan = sweep.path / RERUN_DIR / PLAN_FILE
-    blocks.append(("h2", "Files"))
-    files = ["`trials.parquet`, `epochs.parquet`: every trial and epoch of the search (val stage)"]
-    if reruns is not None:
-        files.append(f"`{RERUNS_FILE}`: the test-stage reruns, one row per (rank, seed)")
-    if plan.is_file():
-        files.append(f"`{RERUN_DIR}/{PLAN_FILE}`: the rerun's selection, frozen before any test data were loaded")
-    blocks.append(("list", files))
+    blocks += _history_section(sweep, val, metric, out_path)
+    importance_blocks, imp = _importance_section(sweep, by, out_path)
+    blocks += importance_blocks
+    blocks += _top_parameters_section(sweep, val, metric, imp, out_path)
+    blocks += _pareto_section(sweep, table, out_path)
+    blocks += _tradeoff_section(val, reruns, paper_points, out_path)
+    blocks += _files_section(sweep, reruns)
     return blocks
 
 
@@ -414,55 +461,6 @@ def _out_path(sweep: Sweep, out: str | Path | None) -> Path:
     if path.is_dir():
         raise ConfigError(f"--out {path}: is a directory; pass a file name such as {path / 'report.md'}")
     return path
-
-
-def _md(blocks: list[Block]) -> str:
-    parts = []
-    for kind, *rest in blocks:
-        if kind == "h1":
-            parts.append(f"# {rest[0]}")
-        elif kind == "h2":
-            parts.append(f"## {rest[0]}")
-        elif kind == "p":
-            parts.append(rest[0])
-        elif kind == "list":
-            parts.append("\n".join(f"- {x}" for x in rest[0]))
-        elif kind == "table":
-            parts.append(markdown_table(rest[0]))
-        elif kind == "img":
-            parts.append(f"![{rest[1]}]({Path(rest[0]).name})")
-    return "\n\n".join(parts) + "\n"
-
-
-def _inline(text: str) -> str:
-    t = html.escape(text)
-    t = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", t)
-    return re.sub(r"`(.+?)`", r"<code>\1</code>", t)
-
-
-def _html(blocks: list[Block]) -> str:
-    title = next((b[1] for b in blocks if b[0] == "h1"), "zsltune report")
-    parts = [
-        "<!DOCTYPE html>",
-        f'<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>',
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.45}"
-        "table{border-collapse:collapse;font-size:0.9em;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 6px}"
-        "img{max-width:100%}</style></head><body>",
-    ]
-    for kind, *rest in blocks:
-        if kind in ("h1", "h2"):
-            parts.append(f"<{kind}>{html.escape(rest[0])}</{kind}>")
-        elif kind == "p":
-            parts.append(f"<p>{_inline(rest[0])}</p>")
-        elif kind == "list":
-            parts.append("<ul>" + "".join(f"<li>{_inline(x)}</li>" for x in rest[0]) + "</ul>")
-        elif kind == "table":
-            parts.append(rest[0].to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}", border=0))
-        elif kind == "img":
-            data = base64.b64encode(Path(rest[0]).read_bytes()).decode("ascii")
-            parts.append(f'<p><img alt="{html.escape(rest[1])}" src="data:image/png;base64,{data}"></p>')
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
 
 
 def report(
@@ -480,7 +478,7 @@ def report(
     sweep_path = Path(sweep_dir).expanduser()
     blocks = build_report(sweep_path, out, by=by, baseline=baseline, references=references)
     path = Path(out).expanduser() if out else sweep_path / "report.md"
-    text = _html(blocks) if path.suffix.lower() in (".html", ".htm") else _md(blocks)
+    text = render_html(blocks) if path.suffix.lower() in (".html", ".htm") else render_markdown(blocks)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
