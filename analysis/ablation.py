@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from zsltune.analysis.report_blocks import Block, Heading, Paragraph, Table
 from zsltune.analysis.stats import BOOTSTRAP_MIN_N, paired_comparison, summarize
 from zsltune.analysis.sweepdir import Sweep, plain, with_recall_columns
 from zsltune.errors import ConfigError
@@ -128,24 +129,23 @@ def _cell(mean: float, half: float, lo: float, hi: float, reliable: bool = True)
     return f"{mean:.4f} ± {half:.4f} [{lo:.4f}, {hi:.4f}]"
 
 
-def ablation_section(sweep: Sweep, *, baseline: str | None = None) -> list[tuple[str, Any]]:
+def ablation_section(sweep: Sweep, *, baseline: str | None = None) -> list[Block]:
     """Report blocks: the ablation table and the paired differences against the baseline."""
     names = grid_of(sweep)
     summary, paired, base = ablation_tables(sweep, baseline=baseline)
-    blocks: list[tuple[str, Any]] = [("h2", "Ablation")]
+    blocks: list[Block] = [Heading("Ablation")]
     if summary.empty:
-        return [*blocks, ("p", "No trial of the grid has reported yet.")]
+        return [*blocks, Paragraph("No trial of the grid has reported yet.")]
     metric = sweep.metric
     repeats = int(sweep.options.get("repeats") or 1)
     blocks.append(
-        (
-            "p",
+        Paragraph(
             f"A grid over {', '.join(f'`{n}`' for n in names) or 'the default configuration'} with {repeats} seed(s) "
             f"per configuration, the rest at the space's defaults, every trial at its full budget. Each cell: the "
             f"mean over seeds of the validation value at the last iteration ± the t half-width (95%), then, with at "
             f"least {BOOTSTRAP_MIN_N} seeds, the BCa bootstrap interval of the mean (95%, 9,999 resamples). "
             f"`device s/trial`: each arm's compute, the mean "
-            f"training + evaluation seconds of its trials.",
+            f"training + evaluation seconds of its trials."
         )
     )
     wide: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -158,19 +158,17 @@ def ablation_section(sweep: Sweep, *, baseline: str | None = None) -> list[tuple
         row[r["metric"]] = _cell(r["mean"], r["half"], r["boot_lo"], r["boot_hi"], bool(r.get("boot_reliable", True)))
         if r["metric"] == metric:
             row["n"] = r["n"]
-    blocks.append(("table", pd.DataFrame(list(wide.values()))))
+    blocks.append(Table(pd.DataFrame(list(wide.values()))))
     if not paired.empty:
         p = paired[paired["metric"] == metric]
         blocks.append(
-            (
-                "p",
+            Paragraph(
                 f"Paired differences in `{metric}` against the baseline **{_label(names, tuple(base.values()))}** "
-                f"(the same seeds; a difference whose interval excludes 0 is one the seeds support):",
+                f"(the same seeds; a difference whose interval excludes 0 is one the seeds support):"
             )
         )
         blocks.append(
-            (
-                "table",
+            Table(
                 pd.DataFrame(
                     {
                         "configuration": [_label(names, lv) for lv in p["level"]],
@@ -183,7 +181,7 @@ def ablation_section(sweep: Sweep, *, baseline: str | None = None) -> list[tuple
                         ],
                         "p (paired t)": [f"{v:.3g}" for v in p["p"]],
                     }
-                ),
+                )
             )
         )
     return blocks

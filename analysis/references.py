@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from zsltune.analysis.report_blocks import Block, Heading, Paragraph, Table
 from zsltune.analysis.sweepdir import Sweep
 from zsltune.errors import ConfigError, ZsltuneError
 from zsltune.metrics import H_CAL, ZSL_TOP1, H, S, U
@@ -23,7 +24,6 @@ REFERENCES_FILE = "references.parquet"
 DEFAULT_REFERENCES = ("eszsl", "softmax")
 #: the columns shown, in percent
 SHOWN = (ZSL_TOP1, S, U, H, H_CAL)
-Block = tuple[str, Any]
 
 
 def parse_references(text: str | None) -> tuple[str, ...]:
@@ -100,7 +100,7 @@ def references_section(
 
     if not names:
         return []
-    blocks: list[Block] = [("h2", "Reference baselines")]
+    blocks: list[Block] = [Heading("Reference baselines")]
     method = str(table["method"].iloc[0]) if "method" in table else ""
     try:
         cls = get_method(method)
@@ -108,7 +108,7 @@ def references_section(
         cls = None
     if cls is None or cls.metric_family != "gzsl" or cls.data_source != "features":
         kind = "its own data" if cls is None else f"{cls.data_source} ({cls.metric_family})"
-        blocks.append(("p", f"The reference baselines fit image features for GZSL; `{method}` trains on {kind}."))
+        blocks.append(Paragraph(f"The reference baselines fit image features for GZSL; `{method}` trains on {kind}."))
         return blocks
     ok = reruns[(reruns["status"] == "completed") & (reruns["stage"] == "test")] if reruns is not None else None
     if ok is not None and not ok.empty:
@@ -120,25 +120,26 @@ def references_section(
         ours = {m: _pct(table[f"val/{m}"].iloc[0]) for m in SHOWN if f"val/{m}" in table}
         label = f"{method}, rank 1 (its best epoch)"
     if not sweep.options.get("dataset"):
-        blocks.append(("p", "No `zsltune.json` in the sweep folder: its data are unknown, so no baseline was fitted."))
+        blocks.append(
+            Paragraph("No `zsltune.json` in the sweep folder: its data are unknown, so no baseline was fitted.")
+        )
         return blocks
     try:
         refs = reference_rows(sweep, names, stage=stage)
     except ZsltuneError as e:  # the data moved or were deleted since the sweep: say so, keep the rest of the report
-        blocks.append(("p", f"The reference baselines could not be fitted: {e}"))
+        blocks.append(Paragraph(f"The reference baselines could not be fitted: {e}"))
         return blocks
     shown = [{"result": label, **ours}]
     shown += [{"result": f"{r['baseline']}" + (f" ({r['variant']})" if r["variant"] != "default" else ""),
                **{m: _pct(r.get(m)) for m in SHOWN}} for r in refs.to_dict("records")]  # fmt: skip
     blocks.append(
-        (
-            "p",
+        Paragraph(
             f"Accuracies in percent on the **{stage} stage** of the same data. Every baseline knob (ESZSL's γ and "
             "λ, the softmax's weight decay, calibrated stacking's offset of `H_cal`) is chosen on the val stage"
             + (" and frozen for the test stage." if stage == "test" else ".")
             + " The softmax classifies seen images among seen classes only: its S is the seen side's ceiling for "
-            f"a linear model. Cached in `{REFERENCES_FILE}`.",
+            f"a linear model. Cached in `{REFERENCES_FILE}`."
         )
     )
-    blocks.append(("table", pd.DataFrame(shown)))
+    blocks.append(Table(pd.DataFrame(shown)))
     return blocks

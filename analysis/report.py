@@ -3,8 +3,9 @@
 Sections: what ran and on which data (stated plainly: real or synthetic features); the best configurations with
 confidence intervals (test-stage reruns from ``reruns.parquet`` when present, else validation numbers labelled as
 such); the papers' published numbers next to ours; the optimisation history (best so far against trials and against
-cumulative compute); hyperparameter importance (Optuna's fANOVA over the study in ``optuna.journal``); a slice plot
-of the top parameters; the seen/unseen trade-off (U against S with H contours).
+cumulative compute); hyperparameter importance (Optuna's fANOVA over the study in ``optuna.journal``, computed in
+:mod:`zsltune.analysis.importance`); a slice plot of the top parameters; the seen/unseen trade-off (U against S with
+H contours).
 
 Each section is a function that returns a list of typed blocks (:mod:`zsltune.analysis.report_blocks`);
 :func:`build_report` strings them together and :func:`report` renders them as Markdown or HTML.
@@ -13,7 +14,6 @@ Each section is a function that returns a list of typed blocks (:mod:`zsltune.an
 from __future__ import annotations
 
 import datetime as _dt
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ import pandas as pd
 from zsltune.analysis import plots
 from zsltune.analysis.ablation import ablation_section, is_grid
 from zsltune.analysis.best import display_table, objectives, pareto_front, rank_trials
+from zsltune.analysis.importance import fanova_importance, slice_parameters
 from zsltune.analysis.paper import PAPER_METRICS, paper_rows
 from zsltune.analysis.references import DEFAULT_REFERENCES, references_section
 from zsltune.analysis.report_blocks import (
@@ -32,7 +33,6 @@ from zsltune.analysis.report_blocks import (
     Heading,
     Paragraph,
     Table,
-    from_tuple,
     render_html,
     render_markdown,
 )
@@ -113,49 +113,6 @@ def _reruns(sweep: Sweep) -> pd.DataFrame | None:
         return None
     frame = pd.read_parquet(path)
     return frame if not frame.empty else None
-
-
-def _importance(sweep: Sweep, by: str) -> tuple[dict[str, float] | None, str]:
-    """Optuna fANOVA importances of the study's objective, or None and a one-line reason."""
-    journal = sweep.path / "optuna.journal"
-    if not journal.is_file():
-        return None, "No Optuna study in this sweep (no `optuna.journal`: a PBT sweep has none); importance skipped."
-    import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        storage = JournalStorage(JournalFileBackend(str(journal)))
-        names = optuna.get_all_study_names(storage)
-        name = sweep.name if sweep.name in names else (names[0] if len(names) == 1 else None)
-        if name is None:
-            return None, f"`optuna.journal` holds {len(names)} studies and none is named {sweep.name}; skipped."
-        study = optuna.load_study(study_name=name, storage=storage)
-        done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        if len(done) < 2:
-            return None, (
-                f"Only {len(done)} completed trial(s) in the Optuna study: importance needs at least 2; skipped."
-            )
-        objectives = [m.strip() for m in str(sweep.options.get("metric") or sweep.metric).split(",") if m.strip()]
-        idx = objectives.index(by) if by in objectives and len(objectives) == len(study.directions) else 0
-        target = (lambda t: t.values[idx]) if len(study.directions) > 1 else None
-        imp = optuna.importance.get_param_importances(
-            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0), target=target
-        )
-    except Exception as e:  # a study being written, constant objectives, ...: the report goes on without it
-        return None, f"Importance could not be computed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); skipped."
-    imp = {k: float(v) for k, v in imp.items() if math.isfinite(float(v))}
-    if not imp:
-        return None, "Importance returned no parameter (every completed trial shares the same values); skipped."
-    objective = objectives[idx] if idx < len(objectives) else sweep.metric
-    note = (
-        f"fANOVA importance (Optuna `FanovaImportanceEvaluator`, seed 0) of the search objective `{objective}` over "
-        f"{len(done)} completed trials, for the parameters sampled in every one of them."
-    )
-    if objective != by:
-        note += f" The tables rank by `{by}`; importance is for the objective the sampler optimised."
-    return imp, note
 
 
 def _summary_section(sweep: Sweep, table: pd.DataFrame, val: pd.DataFrame, reruns: pd.DataFrame | None) -> list[Block]:
@@ -337,7 +294,7 @@ def _history_section(sweep: Sweep, val: pd.DataFrame, metric: str, out: Path) ->
 
 def _importance_section(sweep: Sweep, by: str, out: Path) -> tuple[list[Block], dict[str, float]]:
     """fANOVA importance as a table and a bar plot, and the importances (they order the slice plot's parameters)."""
-    imp, note = _importance(sweep, by)
+    imp, note = fanova_importance(sweep, by)
     blocks: list[Block] = [Heading("Hyperparameter importance"), Paragraph(note)]
     if imp:
         blocks.append(Table(pd.DataFrame({"parameter": list(imp), "importance": list(imp.values())})))
@@ -348,14 +305,9 @@ def _importance_section(sweep: Sweep, by: str, out: Path) -> tuple[list[Block], 
 def _top_parameters_section(
     sweep: Sweep, val: pd.DataFrame, metric: str, imp: dict[str, float], out: Path
 ) -> list[Block]:
-    """A slice plot of up to four varied parameters, the most important first."""
+    """A slice plot of the varied parameters, the most important first (:func:`slice_parameters` picks them)."""
     scored = val[pd.to_numeric(val.get(f"best/{metric}"), errors="coerce").notna()]
-    varied = [
-        c.split("/", 1)[1]
-        for c in sorted(scored.columns)
-        if c.startswith("config/") and scored[c].dropna().astype(str).nunique() > 1
-    ]
-    top = ([p for p in imp if p in varied] + [p for p in varied if p not in imp])[:4]
+    top = slice_parameters(scored, imp)
     blocks: list[Block] = [Heading("Top parameters")]
     if not top or len(scored) < 2:
         return [*blocks, Paragraph("Fewer than two scored trials or no varied parameter: no slice plot.")]
@@ -435,13 +387,13 @@ def build_report(
     val = sweep.trials[sweep.trials["stage"] == "val"]
     blocks = _summary_section(sweep, table, val, reruns)
     if is_grid(sweep):
-        blocks += [from_tuple(b) for b in ablation_section(sweep, baseline=baseline)]
+        blocks += ablation_section(sweep, baseline=baseline)
     elif baseline:
         raise ConfigError(f"--baseline {baseline}: {sweep.path} is a search, not a grid (zsltune run --grid ...)")
     blocks += _best_section(sweep, table, reruns, by)
     paper_blocks, paper_points = _paper_section(sweep, table, reruns)
     blocks += paper_blocks
-    blocks += [from_tuple(b) for b in references_section(sweep, table, reruns, references)]
+    blocks += references_section(sweep, table, reruns, references)
     out_path.parent.mkdir(parents=True, exist_ok=True)  # the figures are written from here on
     metric = sweep.metric if f"best/{sweep.metric}" in val else by
     blocks += _history_section(sweep, val, metric, out_path)

@@ -14,90 +14,40 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from zsltune.analysis.sweepdir import markdown_table
 
 
-class _TupleView:
-    """A block also reads as the tuple ``(kind, *fields)`` of the untyped format it replaces: callers that index
-    ``build_report``'s blocks (``b[0] == "img"``, ``("h2", "Pareto front") in blocks``) keep working."""
-
-    def as_tuple(self) -> tuple[Any, ...]:
-        raise NotImplementedError
-
-    def __getitem__(self, i: int) -> Any:
-        return self.as_tuple()[i]
-
-    def __eq__(self, other: object) -> bool:
-        other = other.as_tuple() if isinstance(other, _TupleView) else other
-        return isinstance(other, tuple) and self.as_tuple() == other
-
-    def __hash__(self) -> int:
-        return hash(self.as_tuple())
-
-
-@dataclass(frozen=True, eq=False)
-class Heading(_TupleView):
+@dataclass(frozen=True)
+class Heading:
     text: str
     level: int = 2  # 1: the report's title, 2: a section
 
-    def as_tuple(self) -> tuple[Any, ...]:
-        return (f"h{self.level}", self.text)
 
-
-@dataclass(frozen=True, eq=False)
-class Paragraph(_TupleView):
+@dataclass(frozen=True)
+class Paragraph:
     text: str
 
-    def as_tuple(self) -> tuple[Any, ...]:
-        return ("p", self.text)
 
-
-@dataclass(frozen=True, eq=False)
-class BulletList(_TupleView):
+@dataclass(frozen=True)
+class BulletList:
     items: tuple[str, ...]
 
-    def as_tuple(self) -> tuple[Any, ...]:
-        return ("list", self.items)
 
-
-@dataclass(frozen=True, eq=False)
-class Table(_TupleView):
+@dataclass(frozen=True, eq=False)  # compared by identity: a DataFrame's == is elementwise, not a bool
+class Table:
     frame: pd.DataFrame  # a DataFrame, not rows: both renderers format by column dtype
 
-    def as_tuple(self) -> tuple[Any, ...]:
-        return ("table", self.frame)
 
-
-@dataclass(frozen=True, eq=False)
-class Figure(_TupleView):
+@dataclass(frozen=True)
+class Figure:
     path: Path
     alt: str
 
-    def as_tuple(self) -> tuple[Any, ...]:
-        return ("img", self.path, self.alt)
-
 
 Block = Heading | Paragraph | BulletList | Table | Figure
-
-
-def from_tuple(old: tuple[Any, ...]) -> Block:
-    """The block of an untyped ``(kind, *fields)`` tuple, the form ``ablation.py`` and ``references.py`` return."""
-    match old:
-        case (("h1" | "h2") as kind, text):
-            return Heading(text, level=int(kind[1]))
-        case ("p", text):
-            return Paragraph(text)
-        case ("list", items):
-            return BulletList(tuple(items))
-        case ("table", frame):
-            return Table(frame)
-        case ("img", path, alt):
-            return Figure(Path(path), alt)
-    raise ValueError(f"not a report block: {old!r}")
 
 
 def render_markdown(blocks: Sequence[Block]) -> str:

@@ -187,6 +187,7 @@ def test_multi_objective_keeps_a_pareto_front(local_ray, tiny_dataset_dir: Path,
     # the analysis reads the same front: the study's values are each trial's metrics at its best iteration
     from zsltune.analysis.best import pareto_front, rank_trials
     from zsltune.analysis.report import build_report
+    from zsltune.analysis.report_blocks import Figure, Heading
     from zsltune.analysis.sweepdir import load_sweep
 
     ours = pareto_front(rank_trials(load_sweep(res.sweep_dir)), ["U", "S"], ["max", "max"])
@@ -195,7 +196,7 @@ def test_multi_objective_keeps_a_pareto_front(local_ray, tiny_dataset_dir: Path,
         row = ours[ours["trial_id"] == t.user_attrs["ray_trial_id"]].iloc[0]
         assert (row["val/U"], row["val/S"]) == pytest.approx(tuple(t.values))
     blocks = build_report(res.sweep_dir, tmp_path / "report.md")
-    assert ("h2", "Pareto front") in blocks and any(b[0] == "img" and b[2] == "Pareto front" for b in blocks)
+    assert Heading("Pareto front") in blocks and any(isinstance(b, Figure) and b.alt == "Pareto front" for b in blocks)
     from zsltune.cli import main
 
     assert main(["analyze", "best", str(res.sweep_dir)]) == 0

@@ -14,6 +14,7 @@ import pytest
 
 from zsltune.analysis.best import best
 from zsltune.analysis.report import build_report
+from zsltune.analysis.report_blocks import Paragraph
 from zsltune.analysis.sweepdir import load_sweep
 from zsltune.errors import DataError
 from zsltune.provenance import PROVENANCE_FILE, RERUN_FILE, SPACE_COPY, read
@@ -67,15 +68,16 @@ def test_the_space_as_it_ran_decides_analyze_not_the_live_yaml(crnet_sweep: Path
     after = best(new)
     assert (after.attrs["by"], after.attrs["mode"]) == ("H", "max")
     assert list(after["trial_id"]) == list(before["trial_id"])
-    assert "ranked by validation `H` (max)" in str(build_report(new, tmp_path / "r2.md")[1][1])
+    summary = build_report(new, tmp_path / "r2.md")[1]
+    assert isinstance(summary, Paragraph) and "ranked by validation `H` (max)" in summary.text
     # the check can fail: a sweep without the copy follows the live YAML, and still opens
     assert best(old).attrs["by"] == "S"
-    assert any("not recorded" in str(b[1]) for b in build_report(old, tmp_path / "r3.md") if b[0] == "p")
+    assert any("not recorded" in b.text for b in build_report(old, tmp_path / "r3.md") if isinstance(b, Paragraph))
 
 
 def test_report_opens_with_the_provenance(crnet_sweep: Path, tmp_path: Path) -> None:
     blocks = build_report(crnet_sweep, tmp_path / "r.md")
-    line = next(b[1] for b in blocks if b[0] == "p" and str(b[1]).startswith("Provenance:"))
+    line = next(b.text for b in blocks if isinstance(b, Paragraph) and b.text.startswith("Provenance:"))
     assert "res101.mat" in line and "torch" in line and load_sweep(crnet_sweep).provenance is not None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 from pathlib import Path
 
 import pandas as pd
@@ -15,7 +16,6 @@ from zsltune.analysis.report_blocks import (
     Heading,
     Paragraph,
     Table,
-    from_tuple,
     render_html,
     render_markdown,
 )
@@ -61,15 +61,16 @@ def test_html_escapes_marks_and_embeds(tmp_path: Path) -> None:
     assert "<title>zsltune report</title>" in render_html(blocks[1:])  # no title heading: a generic title
 
 
-def test_blocks_read_as_the_old_tuples(tmp_path: Path) -> None:
+def test_blocks_are_values_not_tuples(tmp_path: Path) -> None:
     blocks = _blocks(tmp_path)
-    assert ("h2", "Best configurations") in blocks and blocks[0] == ("h1", "report <1>")
-    assert blocks[2][0] == "p" and blocks[5][0] == "img" and blocks[5][2] == "optimisation history"
-    for b in (blocks[0], blocks[1], blocks[2], blocks[3], blocks[5]):
-        assert from_tuple(b.as_tuple()) == b
-    assert from_tuple(("list", ["a"])) == BulletList(("a",))
-    assert from_tuple(("img", str(blocks[5].path), "optimisation history")) == blocks[5]
-    table = from_tuple(("table", blocks[4].frame))
-    assert isinstance(table, Table) and table.frame is blocks[4].frame
-    with pytest.raises(ValueError, match="not a report block"):
-        from_tuple(("h3", "x"))
+    assert Heading("Best configurations", level=2) in blocks and Heading("Best configurations", level=1) not in blocks
+    assert Figure(tmp_path / "r-history.png", "optimisation history") == blocks[5] and hash(blocks[5])
+    assert ("h2", "Best configurations") not in blocks  # the old untyped form is gone, not aliased
+    table = blocks[4]
+    assert isinstance(table, Table) and table == table and table != Table(table.frame.copy())  # by identity
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        blocks[2].text = "x"  # type: ignore[misc]
+    with pytest.raises(TypeError, match="not a report block"):
+        render_markdown([("p", "x")])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="not a report block"):
+        render_html([Paragraph("x"), ("h2", "x")])  # type: ignore[list-item]
