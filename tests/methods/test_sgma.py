@@ -55,7 +55,7 @@ def test_part_losses_reach_the_attention(parts: Any, crop_method: str) -> None:
     if crop_method != "default":
         config["crop_method"] = crop_method
     t = get_method("sgma")(config, stage, seed=0)
-    x, y = t.images(np.arange(16), train=True), t.labels[:16]
+    x, y = t.images(np.arange(16), train=True), torch.as_tensor(t.labels[:16])
     zs, _ = t.model(x)
     loss = sum(sum(t.branch_losses(z, y)) for z in zs[1:])  # the K part branches only
     loss.backward()

@@ -16,15 +16,51 @@ seen classes first, so metrics see seen = ``[0, n_seen)`` and unseen = ``[n_seen
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from zsltune.data.images import CachedImages
 from zsltune.data.xlsa17 import Dataset
 from zsltune.errors import DataError
 
 Stage = Literal["val", "test"]
 STAGES: tuple[str, ...] = ("val", "test")
+
+
+class Bundle(Protocol):
+    """What the trainer contract reads of any stage bundle: a :class:`StageData`, an image stage, a method's own."""
+
+    @property
+    def dataset(self) -> str: ...
+    @property
+    def n_seen(self) -> int: ...
+    @property
+    def num_classes(self) -> int: ...
+
+
+class FeatureBundle(Bundle, Protocol):
+    """Precomputed features of a stage's splits (a :class:`StageData` is one): what the contract's default
+    ``steps_per_epoch`` and GZSL ``evaluate`` read."""
+
+    @property
+    def x_train(self) -> np.ndarray: ...
+    @property
+    def y_train(self) -> np.ndarray: ...
+    @property
+    def x_seen(self) -> np.ndarray: ...
+    @property
+    def y_seen(self) -> np.ndarray: ...
+    @property
+    def x_unseen(self) -> np.ndarray: ...
+    @property
+    def y_unseen(self) -> np.ndarray: ...
+
+
+class ImageBundle(Bundle, Protocol):
+    """A stage of images by path (:mod:`zsltune.data.image_source`): each split decoded into the node's cache."""
+
+    def cached(self, split: str) -> tuple[CachedImages, np.ndarray]: ...
 
 
 @dataclass(frozen=True, eq=False)

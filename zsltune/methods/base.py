@@ -9,6 +9,11 @@ The sweep never knows which method it runs: it builds ``cls(config, data, device
 calls :meth:`Trainer.fit_epoch` once per Tune iteration, then :meth:`Trainer.evaluate`, and checkpoints with
 :meth:`Trainer.state_dict`, which holds every module, optimiser, LR scheduler and AMP scaler the trainer keeps as an
 attribute. A method implements :meth:`train_steps` and :meth:`scores` (GZSL) or overrides :meth:`evaluate`.
+
+The shipped methods build on one of two middle layers: :class:`~zsltune.methods.feature_trainer.FeatureTrainer`
+(precomputed features: the training-image feature transform) and
+:class:`~zsltune.methods.image_trainer.ImageTrainer` (raw images: crops, flips, evaluation batches). Every one sums
+its loss terms with :class:`LossMeter` and moves its learning rate with :meth:`Trainer.schedule_lr`.
 """
 
 from __future__ import annotations
@@ -17,27 +22,57 @@ import contextlib
 import functools
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 import numpy as np
 import torch
 
 from zsltune import metrics
+from zsltune.data.protocol import Bundle, FeatureBundle
 from zsltune.data.sources import DataInfo, DataSource, get_source
 from zsltune.errors import ConfigError, TrialDiverged
-from zsltune.methods import prep
 from zsltune.methods.hparams import FROM_SPACE, HP, Bool, check_config
+from zsltune.methods.schedules import lr_factor
 
 #: hyperparameters every trainer takes
 BASE_HPARAMS: dict[str, HP] = {"amp": Bool(default=False, help="bf16 autocast on CUDA (ignored on CPU)")}
-#: learning-rate schedules over a trial's budget (``max_epochs`` iterations), see :meth:`Trainer.lr_factor`
-LR_SCHEDULES = ("constant", "cosine")
 #: checkpointed attributes: every one of these a trainer holds goes into state_dict() under its attribute name
 STATEFUL = (torch.nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, torch.amp.GradScaler)
+#: the bundle a trainer is built on: a StageData, an image stage, or a method's own (the contract test's toy)
+DataT = TypeVar("DataT", bound=Bundle)
 
 
-class Trainer(ABC):
+class LossMeter:
+    """Each loss term's sum over an iteration's steps, kept on the device (no host sync per step), and the means
+    :meth:`Trainer.train_steps` returns. ``dtype`` float32 or float64: the precision a trainer's sums have always
+    had (feature trainers float32, image trainers float64), so no reported number moves."""
+
+    def __init__(self, device: torch.device, dtype: torch.dtype = torch.float32) -> None:
+        self.device, self.dtype = device, dtype
+        self.sums: dict[str, torch.Tensor] = {}
+
+    def add(self, terms: Mapping[str, torch.Tensor | float]) -> None:
+        """One step's value of each term (a tensor is detached; a term's first value starts its sum)."""
+        for k, v in terms.items():
+            t = torch.as_tensor(v.detach() if torch.is_tensor(v) else v, dtype=self.dtype, device=self.device)
+            self.sums[k] = self.sums[k] + t if k in self.sums else t
+
+    def means(self, steps: int, *, total: Sequence[str] = ()) -> dict[str, float]:
+        """Each term's mean over ``steps``. ``total``: terms whose sums add up to a ``loss`` entry (reported first);
+        a term named with a leading underscore is summed but not reported."""
+        sums = dict(self.sums)
+        parts = [sums[k] for k in total if k in sums]
+        if parts:
+            acc = parts[0]
+            for p in parts[1:]:
+                acc = acc + p
+            sums = {"loss": acc, **sums}
+        n = max(steps, 1)
+        return {k: float(v) / n for k, v in sums.items() if not k.startswith("_")}
+
+
+class Trainer(ABC, Generic[DataT]):
     name: ClassVar[str] = ""
     #: hyperparameters: kind, valid values, and the default unless the search space's ``default:`` holds it
     hparams: ClassVar[dict[str, HP]] = {}
@@ -53,7 +88,7 @@ class Trainer(ABC):
     def __init__(
         self,
         config: Mapping[str, Any],
-        data: Any,
+        data: DataT,
         *,
         device: str | torch.device = "cpu",
         seed: int = 0,
@@ -71,7 +106,7 @@ class Trainer(ABC):
             raise ConfigError(f"{self.name}: '{bad[0]}' is not a knob of this method; knobs: {', '.join(self.knobs)}")
         #: knobs fixed from outside (a test stage: the values chosen on validation); empty: chosen on this data
         self.frozen: dict[str, float] = {k: float(v) for k, v in (knobs or {}).items()}
-        self.data = data
+        self.data: DataT = data
         self.device = torch.device(device)
         self.seed = seed
         self.max_epochs = max_epochs  # iterations in the budget: the horizon of any learning-rate schedule
@@ -86,7 +121,6 @@ class Trainer(ABC):
         torch.manual_seed(seed)
         self.model: torch.nn.Module = torch.nn.Module()
         self.optimizer: torch.optim.Optimizer | None = None
-        self._feat: tuple[str, torch.Tensor, torch.Tensor] | None = None  # fitted feature transform
 
     # ---- declarations -------------------------------------------------------------------------------------
     @classmethod
@@ -127,7 +161,8 @@ class Trainer(ABC):
 
     def steps_per_epoch(self) -> int:
         """Batches in one pass over the training rows (``batch_size`` of the config; override where it differs)."""
-        return pass_length(len(self.data.y_train), int(self.config["batch_size"]))
+        data = cast(FeatureBundle, self.data)  # this default reads features; image trainers override it
+        return pass_length(len(data.y_train), int(self.config["batch_size"]))
 
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         """Compatibility scores (n, C) of images x (n, D) against every stage class (GZSL methods)."""
@@ -137,8 +172,8 @@ class Trainer(ABC):
         """Anything besides the modules, optimisers, schedulers and scalers a checkpoint must hold."""
         return {}
 
-    def load_extra_state(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
-        pass
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`extra_state` saved (an optional hook)."""
 
     # ---- what the sweep calls -----------------------------------------------------------------------------
     def fit_epoch(self) -> dict[str, float]:
@@ -167,13 +202,19 @@ class Trainer(ABC):
     def evaluate(self) -> dict[str, float]:
         """GZSL metrics on the stage's seen and unseen evaluation images (:func:`~zsltune.metrics.gzsl_report`)."""
         self.model.eval()
-        d = self.data
+        d = cast(FeatureBundle, self.data)  # this default reads features; other methods override it
         s_seen = self.batched_scores(d.x_seen)  # (N_s, C)
         s_unseen = self.batched_scores(d.x_unseen)  # (N_u, C)
+        return self.gzsl_metrics(s_seen, d.y_seen, s_unseen, d.y_unseen)
+
+    def gzsl_metrics(
+        self, s_seen: np.ndarray, y_seen: np.ndarray, s_unseen: np.ndarray, y_unseen: np.ndarray
+    ) -> dict[str, float]:
+        """:func:`~zsltune.metrics.gzsl_report` of scores (N_s, C), (N_u, C) against every stage class, with the
+        frozen ``gamma`` where a test stage has one; :class:`TrialDiverged` on a NaN or inf score."""
         self.check_finite(s_seen, s_unseen)
-        return metrics.gzsl_report(
-            s_seen, d.y_seen, s_unseen, d.y_unseen, n_seen=d.n_seen, gamma=self.frozen.get("gamma")
-        )
+        n_seen, gamma = self.data.n_seen, self.frozen.get("gamma")
+        return metrics.gzsl_report(s_seen, y_seen, s_unseen, y_unseen, n_seen=n_seen, gamma=gamma)
 
     def check_finite(self, *arrays: np.ndarray) -> None:
         if not all(np.isfinite(a).all() for a in arrays):
@@ -222,40 +263,21 @@ class Trainer(ABC):
         self.load_extra_state(state.get("extra", {}))
 
     # ---- helpers ------------------------------------------------------------------------------------------
-    def lr_factor(self, progress: float) -> float:
-        """The config's ``lr_schedule`` at ``progress`` in [0, 1] of the trial's budget: 1 for ``constant``;
-        ``cosine`` falls from 1 to 0 (half a cosine), so the last iterations settle instead of jitter."""
-        if self.config.get("lr_schedule", "constant") == "cosine":
-            return 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
-        return 1.0
+    def schedule_lr(self, optimizer: torch.optim.Optimizer, lr: float, schedule: str, i: int, steps: int) -> None:
+        """Every parameter group of ``optimizer`` at ``lr`` x :func:`~zsltune.methods.schedules.lr_factor` of
+        ``schedule`` for step ``i`` of this iteration's ``steps``, the progress counted in the trial's budget of
+        ``max_epochs`` iterations (so every trial of a sweep has the same schedule per iteration)."""
+        if schedule == "constant":
+            return
+        lr = lr * lr_factor(schedule, (self.epoch + i / steps) / max(1, self.max_epochs))
+        for g in optimizer.param_groups:
+            g["lr"] = lr
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         """bf16 autocast where ``amp`` is on and the trainer runs on CUDA; nothing otherwise."""
         if self.amp:
             return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
-
-    def fit_feature_transform(self, kind: str) -> None:
-        """Fit the feature transform ``kind`` (:data:`~zsltune.methods.prep.FEATURE_NORMS`) on the training images
-        only; :meth:`prep_features` applies it to any batch. A trainer that draws batches keeps the stage's training
-        features as they are (on CPU: the node's shared copy, not copied) and transforms each batch."""
-        shift, scale = prep.feature_stats(self.data.x_train, kind)
-        self._feat = (kind, self.to_device(shift), self.to_device(scale))
-
-    def fit_features(self, kind: str) -> torch.Tensor:
-        """:meth:`fit_feature_transform`, and the training images transformed whole, on the device (N_tr, D): a
-        private copy of them, for a trainer that uses them all at once."""
-        self.fit_feature_transform(kind)
-        return self.prep_features(self.to_device(self.data.x_train))
-
-    def prep_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Features (n, D) through the transform fitted on the training images (float32)."""
-        x = x.float()
-        if self._feat is None:
-            return x
-        kind, shift, scale = self._feat
-        x = (x - shift) / scale
-        return torch.nn.functional.normalize(x, dim=1) if kind == "l2" else x
 
     def to_device(self, a: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(a).to(self.device, non_blocking=True)

@@ -52,13 +52,13 @@ from torch import nn
 from zsltune import metrics
 from zsltune.data.protocol import StageData
 from zsltune.data.sources import DataSource, get_source
-from zsltune.errors import DataError, TrialDiverged
+from zsltune.errors import DataError
 from zsltune.layers.text import TextEncoder
-from zsltune.methods.base import Trainer
+from zsltune.methods.base import LossMeter
+from zsltune.methods.feature_trainer import FeatureTrainer
 from zsltune.methods.hparams import HP, Choice, Float, Int
 from zsltune.methods.prep import FEATURE_NORMS
 from zsltune.methods.registry import register_method
-from zsltune.metrics import gzsl_report
 
 ALPHA_GRID = np.round(np.arange(0, 0.5 + 1e-9, 0.005), 3)  # (G,)
 RECALL_KS = (1, 5, 10)
@@ -140,7 +140,7 @@ class CLARELNet(nn.Module):
 
 
 @register_method("clarel")
-class CLAREL(Trainer):
+class CLAREL(FeatureTrainer):
     """CLAREL on precomputed features and per-image captions; defaults from the paper (Sec. 4, Appendix D)."""
 
     metric: ClassVar[str] = "H_alpha"
@@ -175,7 +175,7 @@ class CLAREL(Trainer):
         return get_source("features" if (config or {}).get("captions") == "class" else cls.data_source)
 
     def __init__(self, config: Mapping[str, Any], data: StageData, **kw: Any) -> None:
-        super().__init__(config, data, **kw)  # device, seed, max_epochs, knobs, iteration_steps: see Trainer
+        super().__init__(config, data, **kw)  # x_train (the stage's rows), y_train, feat_norm: see FeatureTrainer
         c = self.config
         d = data
         if c["captions"] == "per_image":
@@ -189,9 +189,6 @@ class CLAREL(Trainer):
             cls_tok = class_caption_tokens(d.attributes)
             tok_tr, tok_u, vocab, vectors = cls_tok[d.y_train], cls_tok[d.y_unseen], d.attribute_dim + 2, None
         # everything the training loop and evaluation touch lives on the device, created once
-        self.fit_feature_transform(c["feat_norm"])  # fitted on the training images only, applied per batch
-        self.x_train = self.to_device(data.x_train)  # (N, D): on CPU the shared stage itself, not a copy
-        self.y_train = self.to_device(d.y_train).long()  # (N,)
         self.tok_train = self.to_device(np.ascontiguousarray(tok_tr))  # (N, S, L) int32
         self.x_seen = self.prep_features(self.to_device(d.x_seen))  # (N_s, D), the training images' transform
         self.x_unseen = self.prep_features(self.to_device(d.x_unseen))
@@ -217,10 +214,6 @@ class CLAREL(Trainer):
             {"params": [p for p in params if id(p) not in decayed], "weight_decay": 0.0},
         ]
         self.optimizer = torch.optim.SGD(groups, lr=float(c["lr"]), momentum=float(c["momentum"]))
-
-    def lr_at(self, progress: float) -> float:
-        """lr ÷10 at 1/3 and 2/3 of the trial's ``max_epochs`` (P: every 50k of 150k batches)."""
-        return float(self.config["lr"]) * 0.1 ** min(2, int(3 * progress + 1e-9))
 
     def sample_sentences(self, tok: torch.Tensor) -> torch.Tensor:
         """(B, K, L) of (B, S, L): all S sentences when K >= S, else K random ones per instance."""
@@ -252,23 +245,20 @@ class CLAREL(Trainer):
             torch._foreach_mul_(grads, list((clip / norms.clamp_min(clip)).unbind()))
 
     def train_steps(self, steps: int) -> dict[str, float]:
-        cuts = self.next_batches(steps, self.y_train.shape[0], int(self.config["batch_size"]))
-        sums: dict[str, torch.Tensor] = {}
+        c, meter = self.config, LossMeter(self.device)
+        cuts = self.next_batches(steps, self.y_train.shape[0], int(c["batch_size"]))
         for i, idx in enumerate(cuts):
-            for g in self.optimizer.param_groups:
-                g["lr"] = self.lr_at((self.epoch + i / len(cuts)) / max(1, self.max_epochs))
+            self.schedule_lr(self.optimizer, float(c["lr"]), "step", i, len(cuts))  # P: ÷10 at 50k and 100k of 150k
             v = self.prep_features(self.x_train[idx])  # (B, D)
             terms = self.losses(v, self.sample_sentences(self.tok_train[idx]), self.y_train[idx])
             self.optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             self.clip_()
             self.optimizer.step()
-            for k, v in terms.items():
-                sums[k] = sums.get(k, 0) + v.detach().float()
-        n = max(len(cuts), 1)
-        out = {k: float(v) / n for k, v in sums.items()}
+            meter.add(terms)
+        out = meter.means(len(cuts))
         with torch.no_grad():  # the L2 term's value at the final weights (its gradient is SGD's weight decay)
-            l2 = 0.5 * float(self.config["l2"]) * sum(float(p.pow(2).sum()) for p in self.model.decayed())
+            l2 = 0.5 * float(c["l2"]) * sum(float(p.pow(2).sum()) for p in self.model.decayed())
         out["loss"] += l2
         out["L2"] = l2
         return out
@@ -300,11 +290,7 @@ class CLAREL(Trainer):
         protos, zt = self.prototypes()
         zs, zu = self.embed_images(self.x_seen), self.embed_images(self.x_unseen)
         d_s, d_u = euclidean(zs, protos).cpu().numpy(), euclidean(zu, protos).cpu().numpy()  # (N_s, C), (N_u, C)
-        if not (np.isfinite(d_s).all() and np.isfinite(d_u).all()):
-            raise TrialDiverged(
-                f"distances are NaN or inf after epoch {self.epoch}: the trial diverged (lower the learning rate)"
-            )
-        out = gzsl_report(-d_s, d.y_seen, -d_u, d.y_unseen, n_seen=d.n_seen, gamma=self.frozen.get("gamma"))
+        out = self.gzsl_metrics(-d_s, d.y_seen, -d_u, d.y_unseen)  # scores -d: comparable with other methods
         sweep = alpha_sweep(d_s, d.y_seen, d_u, d.y_unseen, n_seen=d.n_seen, alphas=ALPHA_GRID)
         best = int(np.argmax(sweep["H"]))  # the first (smallest) α of the best H on these images
         chosen = {f"{k}_alpha": float(sweep[k][best]) for k in ("H", "U", "S")}

@@ -35,10 +35,12 @@ from torch import nn
 from zsltune.data.protocol import StageData
 from zsltune.data.sources import DataInfo
 from zsltune.errors import ConfigError
-from zsltune.methods.base import LR_SCHEDULES, Trainer
+from zsltune.methods.base import LossMeter
+from zsltune.methods.feature_trainer import FeatureTrainer
 from zsltune.methods.hparams import HP, Bool, Choice, Float, Int
 from zsltune.methods.prep import ATTRIBUTE_NORMS, FEATURE_NORMS, normalise_attributes
 from zsltune.methods.registry import register_method
+from zsltune.methods.schedules import LR_SCHEDULES
 
 #: upper bound on the elements of the (n_chunk, C, H) relation intermediate in :meth:`CRnet.scores`
 SCORE_CHUNK_ELEMENTS = 32 * 2**20
@@ -158,7 +160,7 @@ def crnet_loss(
 
 
 @register_method("crnet")
-class CRnet(Trainer):
+class CRnet(FeatureTrainer):
     """CRnet on precomputed features; hyperparameters and defaults from the paper (Table 2, AwA1/AwA2/aPY row)."""
 
     hparams: ClassVar[dict[str, HP]] = {
@@ -177,7 +179,7 @@ class CRnet(Trainer):
     }
 
     def __init__(self, config: Mapping[str, Any], data: StageData, **kw: Any) -> None:
-        super().__init__(config, data, **kw)  # device, seed, max_epochs, knobs, iteration_steps: see Trainer
+        super().__init__(config, data, **kw)  # x_train (the stage's rows), y_train, feat_norm: see FeatureTrainer
         c = self.config
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
@@ -190,9 +192,6 @@ class CRnet(Trainer):
         centres = torch.from_numpy(field_centres(att[: data.n_seen], self.k, self.seed))  # (K, P)
         # everything the training loop touches lives on the device, created once
         self.att = self.to_device(att)  # (C, P)
-        self.fit_feature_transform(c["feat_norm"])  # fitted on the training rows only, applied per batch
-        self.x_train = self.to_device(data.x_train)  # (N_tr, D): on CPU the shared stage itself, not a copy
-        self.y_train = self.to_device(data.y_train).long()  # (N_tr,)
         self.model = CRnetNet(centres, data.feature_dim, int(c["hidden"])).to(self.device)
         self.optimizer = self.model.make_optimizer(float(c["lr"]), self.alpha, self.beta)
 
@@ -212,25 +211,20 @@ class CRnet(Trainer):
             )
 
     def train_steps(self, steps: int) -> dict[str, float]:
-        total = torch.zeros((), device=self.device)
-        mse_sum = torch.zeros((), device=self.device)
+        c, meter = self.config, LossMeter(self.device)
         regularised = self.alpha > 0 or self.beta > 0
-        cuts = self.next_batches(steps, self.y_train.shape[0], int(self.config["batch_size"]))
+        cuts = self.next_batches(steps, self.y_train.shape[0], int(c["batch_size"]))
         for i, idx in enumerate(cuts):
-            if self.config["lr_schedule"] != "constant":
-                lr = float(self.config["lr"]) * self.lr_factor((self.epoch + i / len(cuts)) / max(1, self.max_epochs))
-                for g in self.optimizer.param_groups:
-                    g["lr"] = lr
+            self.schedule_lr(self.optimizer, float(c["lr"]), c["lr_schedule"], i, len(cuts))
             mse = self.loss(self.prep_features(self.x_train[idx]), self.y_train[idx])  # (B, D), (B,) -> ()
             if regularised:  # the value at the weights the step's gradient is taken at (Eq. 10's total loss)
                 with torch.no_grad():
-                    total += self.model.regulariser(self.alpha, self.beta)
+                    meter.add({"_reg": self.model.regulariser(self.alpha, self.beta)})
             self.optimizer.zero_grad(set_to_none=True)
             mse.backward()
             self.optimizer.step()  # + the regulariser's gradient, as weight_decay
-            mse_sum += mse.detach()
-        n = max(len(cuts), 1)
-        return {"loss": float((total + mse_sum).item()) / n, "mse": float(mse_sum.item()) / n}
+            meter.add({"mse": mse})
+        return meter.means(len(cuts), total=("_reg", "mse"))
 
     @torch.no_grad()
     def scores(self, x: torch.Tensor) -> torch.Tensor:

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zsltune import metrics
+from zsltune.data.image_source import ImageStage
 from zsltune.data.sources import DataInfo
 from zsltune.errors import ConfigError
 from zsltune.layers.attention import ChannelAttention
@@ -44,9 +45,10 @@ from zsltune.layers.metric_losses import (
     reverse_gradient,
     row_norm_penalty,
 )
-from zsltune.methods.base import Trainer
+from zsltune.methods.base import LossMeter
 from zsltune.methods.hparams import HP, Choice, Float, Int
 from zsltune.methods.hparams import Path as PathHP
+from zsltune.methods.image_trainer import ImageTrainer
 from zsltune.methods.registry import register_method
 
 
@@ -80,8 +82,10 @@ class Scale(nn.Module):
 
 
 @register_method("deml")
-class DeML(Trainer):
+class DeML(ImageTrainer[ImageStage]):
     """DeML on raw images (the ``images`` source); metric family retrieval."""
+
+    flip: ClassVar[bool] = True  # a retrieval embedding should not depend on which way an object faces
 
     data_source: ClassVar[str] = "images"
     metric_family: ClassVar[str] = "retrieval"
@@ -116,8 +120,8 @@ class DeML(Trainer):
         "crop": Int(default=56, help="training crop of the cached images (the centre crop in evaluation)"),
     }
 
-    def __init__(self, config: Mapping[str, Any], data: Any, **kw: Any) -> None:
-        super().__init__(config, data, **kw)  # device, seed, max_epochs, knobs, iteration_steps: see Trainer
+    def __init__(self, config: Mapping[str, Any], data: ImageStage, **kw: Any) -> None:
+        super().__init__(config, data, **kw)  # pixels, labels of the training split: see ImageTrainer
         c = self.config
         self.i, self.j = int(c["I"]), int(c["J"])
         self.dim = int(c["d"]) // (self.i * self.j)  # ⌊d/(IJ)⌋ per learner
@@ -125,9 +129,6 @@ class DeML(Trainer):
             raise ConfigError(
                 f"deml: d >= I·J must hold (each learner needs a dimension), got d={c['d']}, I·J={self.i * self.j}"
             )
-        cache, y = data.cached("train")
-        self._eval: tuple[Any, np.ndarray] | None = None  # the evaluation split's cache, opened at the first evaluate
-        self.pixels, self.labels = cache.pixels, np.asarray(y)  # memory-mapped (N, R, R, 3) uint8, the node's copy
         self.by_class = [np.flatnonzero(self.labels == k) for k in range(int(self.labels.max()) + 1)]
         self.by_class = [ix for ix in self.by_class if len(ix)]
         self.model = nn.ModuleList(
@@ -168,30 +169,8 @@ class DeML(Trainer):
             ix = self.by_class[k]
             sel = torch.randint(len(ix), (int(c["per_class"]),), generator=g, device=self.device).tolist()
             rows += [int(ix[s]) for s in sel]
-        rows_sorted = np.asarray(rows)
-        x = torch.from_numpy(
-            np.ascontiguousarray(self.pixels[np.sort(rows_sorted)][np.argsort(np.argsort(rows_sorted))])
-        )
-        return self.augment(x.to(self.device)), torch.as_tensor(self.labels[rows_sorted], device=self.device)
-
-    def augment(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 (B, R, R, 3) -> float (B, 3, crop, crop): one random crop offset per image, random flips."""
-        b, r = x.shape[0], x.shape[1]
-        crop = min(int(self.config["crop"]), r)
-        off = torch.randint(0, r - crop + 1, (b, 2), generator=self.generator, device=self.device)
-        ar = torch.arange(crop, device=self.device)
-        ys, xs = off[:, 0, None] + ar, off[:, 1, None] + ar  # (B, crop)
-        flip = torch.rand(b, generator=self.generator, device=self.device) < 0.5
-        xs = torch.where(flip[:, None], xs.flip(1), xs)
-        out = x[torch.arange(b, device=self.device)[:, None, None], ys[:, :, None], xs[:, None, :]]  # (B, c, c, 3)
-        return out.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-
-    def centre(self, x: np.ndarray) -> torch.Tensor:
-        r = x.shape[1]
-        crop = min(int(self.config["crop"]), r)
-        o = (r - crop) // 2
-        t = torch.from_numpy(np.array(x[:, o : o + crop, o : o + crop])).to(self.device)  # a writable copy
-        return t.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+        idx = np.asarray(rows)
+        return self.images(idx, train=True), torch.as_tensor(self.labels[idx], device=self.device)
 
     # ---- model ----------------------------------------------------------------------------------------------
     def embed_all(self, x: torch.Tensor) -> list[list[torch.Tensor]]:
@@ -208,8 +187,7 @@ class DeML(Trainer):
         return out
 
     def train_steps(self, steps: int) -> dict[str, float]:
-        c = self.config
-        sums = {"loss": 0.0, "metric": 0.0, "adv": 0.0, "act": 0.0}
+        c, meter = self.config, LossMeter(self.device, torch.float64)
         horizon = max(1, self.max_epochs * (self.iteration_steps or self.steps_per_epoch()))  # the trial's steps
         for i in range(steps):
             x, y = self.sample_batch()
@@ -234,9 +212,8 @@ class DeML(Trainer):
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-            for k, v in (("loss", loss), ("metric", metric), ("adv", adv), ("act", act)):
-                sums[k] += float(v.detach()) if torch.is_tensor(v) else float(v)
-        return {k: v / max(steps, 1) for k, v in sums.items()}
+            meter.add({"loss": loss, "metric": metric, "adv": adv, "act": act})
+        return meter.means(steps)
 
     @property
     def recall_ks(self) -> tuple[int, ...]:
@@ -249,21 +226,16 @@ class DeML(Trainer):
     @torch.no_grad()
     def embeddings(self, pixels: np.ndarray, batch: int = 256) -> np.ndarray:
         """The retrieval embedding (N, I·J·dim) of cached images: each learner L2-normalised, then the whole."""
-        for m in self.stateful().values():
-            if isinstance(m, nn.Module):
-                m.eval()
         out = []
-        for s in range(0, pixels.shape[0], batch):
-            zs = self.embed_all(self.centre(pixels[s : s + batch]))
+        for x in self.eval_batches(pixels, batch):
+            zs = self.embed_all(x)
             z = torch.cat([F.normalize(v.float(), dim=1) for scale in zs for v in scale], 1)
             out.append(F.normalize(z, dim=1).cpu())
         return torch.cat(out).numpy()
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        if self._eval is None:  # opened once: finding the cache stats every image file
-            self._eval = self.data.cached("eval")
-        cache, y = self._eval
+        cache, y = self.cached_split("eval")
         e = self.embeddings(cache.pixels)
         out = metrics.recall_at_k(e, e, y, y, ks=self.recall_ks, exclude_self=True)
         out["NMI"] = metrics.clustering_nmi(e, y, seed=self.seed)

@@ -10,13 +10,14 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from zsltune.methods.base import Trainer
+from zsltune.data.protocol import StageData
+from zsltune.methods.feature_trainer import FeatureTrainer
 from zsltune.methods.hparams import HP, Choice, Float, Int
 from zsltune.methods.registry import register_method
 
 
 @register_method("linear")
-class LinearCompat(Trainer):
+class LinearCompat(FeatureTrainer):
     hparams: ClassVar[dict[str, HP]] = {
         "lr": Float(gt=0),
         "weight_decay": Float(low=0),
@@ -25,13 +26,11 @@ class LinearCompat(Trainer):
         "att_norm": Choice(("raw", "l2")),
     }
 
-    def __init__(self, config: dict[str, Any], data: Any, **kw: Any) -> None:
-        super().__init__(config, data, **kw)
+    def __init__(self, config: dict[str, Any], data: StageData, **kw: Any) -> None:
+        super().__init__(config, data, **kw)  # x_train (N, D) as they are, y_train (N,): see FeatureTrainer
         c = self.config
         att = self.to_device(data.attributes).float()  # (C, P)
         self.att = F.normalize(att, dim=1) if c["att_norm"] == "l2" else att
-        self.x = self.to_device(data.x_train).float()  # (N, D)
-        self.y = self.to_device(data.y_train)  # (N,)
         self.model = torch.nn.Linear(data.feature_dim, data.attribute_dim, bias=False).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=c["lr"], weight_decay=c["weight_decay"])
 
@@ -41,9 +40,9 @@ class LinearCompat(Trainer):
     def train_steps(self, steps: int) -> dict[str, float]:
         seen = self.data.n_seen
         total, n = torch.zeros((), device=self.device), 0
-        for idx in self.next_batches(steps, len(self.y), self.config["batch_size"]):
-            logits = self.scores(self.x[idx])[:, :seen]  # (B, S): train on seen classes only
-            loss = F.cross_entropy(logits, self.y[idx])
+        for idx in self.next_batches(steps, len(self.y_train), self.config["batch_size"]):
+            logits = self.scores(self.x_train[idx])[:, :seen]  # (B, S): train on seen classes only
+            loss = F.cross_entropy(logits, self.y_train[idx])
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()

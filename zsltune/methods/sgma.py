@@ -23,7 +23,7 @@ file for the paper's setting).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -31,17 +31,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zsltune.data.image_source import AttributeImageStage
 from zsltune.data.sources import DataInfo
 from zsltune.errors import ConfigError
 from zsltune.layers.attention import PartAttention
 from zsltune.layers.attention_maps import channel_clusters, compactness, diversity, map_centres
 from zsltune.layers.backbones import BACKBONES, make_backbone
 from zsltune.layers.crops import crop_zoom
-from zsltune.methods.base import Trainer
+from zsltune.methods.base import LossMeter
 from zsltune.methods.hparams import HP, Bool, Choice, Float, Int
 from zsltune.methods.hparams import Path as PathHP
+from zsltune.methods.image_trainer import ImageTrainer
 from zsltune.methods.registry import register_method
-from zsltune.metrics import gzsl_report
 
 
 class CropNet(nn.Module):
@@ -111,7 +112,7 @@ class SGMANet(nn.Module):
 
 
 @register_method("sgma")
-class SGMA(Trainer):
+class SGMA(ImageTrainer[AttributeImageStage]):
     """SGMA on raw images with xlsa17 splits (the ``xlsa17-images`` source); metric family gzsl."""
 
     data_source: ClassVar[str] = "xlsa17-images"
@@ -149,12 +150,9 @@ class SGMA(Trainer):
         "crop": Int(low=8, default=64, help="training crop of the cached images (the centre crop in evaluation)"),
     }
 
-    def __init__(self, config: Mapping[str, Any], data: Any, **kw: Any) -> None:
-        super().__init__(config, data, **kw)  # device, seed, max_epochs, knobs, iteration_steps: see Trainer
+    def __init__(self, config: Mapping[str, Any], data: AttributeImageStage, **kw: Any) -> None:
+        super().__init__(config, data, **kw)  # pixels, labels of the training split: see ImageTrainer
         c = self.config
-        cache, y = data.cached("train")
-        self.pixels, self.labels = cache.pixels, torch.as_tensor(np.asarray(y))  # (N, R, R, 3) uint8 memory map
-        self._eval: dict[str, tuple[Any, np.ndarray]] = {}  # the seen / unseen caches, opened at the first evaluate
         att = torch.as_tensor(np.asarray(data.attributes), dtype=torch.float32)  # (C, P), seen classes first
         if c["centre_att"]:
             att = att - att[: data.n_seen].mean(0)
@@ -192,32 +190,13 @@ class SGMA(Trainer):
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.clustered = bool(state.get("clustered", self.clustered))
 
-    # ---- data -----------------------------------------------------------------------------------------------
-    def images(self, rows: np.ndarray, *, train: bool) -> torch.Tensor:
-        """Cached images at ``rows`` as float (B, 3, crop, crop) in [-1, 1]: a random crop in training (no flip:
-        a part's side is part of what it is), the centre crop otherwise."""
-        return self._crop(torch.from_numpy(np.ascontiguousarray(self.pixels[np.sort(rows)])), train)
-
-    def _crop(self, x: torch.Tensor, train: bool) -> torch.Tensor:
-        x = x.to(self.device)  # (B, R, R, 3) uint8
-        b, r = x.shape[0], x.shape[1]
-        crop = min(int(self.config["crop"]), r)
-        if train and crop < r:
-            off = torch.randint(0, r - crop + 1, (b, 2), generator=self.generator, device=self.device)
-        else:
-            off = torch.full((b, 2), (r - crop) // 2, device=self.device)
-        ar = torch.arange(crop, device=self.device)
-        ys, xs = off[:, 0, None] + ar, off[:, 1, None] + ar  # (B, crop)
-        out = x[torch.arange(b, device=self.device)[:, None, None], ys[:, :, None], xs[:, None, :]]  # (B, c, c, 3)
-        return out.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-
     # ---- training -------------------------------------------------------------------------------------------
     def cluster_channels(self, n: int = 256) -> np.ndarray:
         """Group the whole-image CNN's last-layer channels into K clusters and start head k on cluster k."""
         rows = torch.randperm(len(self.labels), generator=self.generator, device=self.device)[:n].cpu().numpy()
         self.model.eval()
         with torch.no_grad():
-            u = self.model.conv(self.images(rows, train=False))  # (n, C, h, w)
+            u = self.model.conv(self.images(np.sort(rows), train=False))  # (n, C, h, w)
         self.model.train()
         labels = channel_clusters(u, int(self.config["K"]), seed=self.seed)
         assert self.model.attention is not None
@@ -238,13 +217,12 @@ class SGMA(Trainer):
         return ce, F.relu(float(c["margin"]) + pos - neg).mean()
 
     def train_steps(self, steps: int) -> dict[str, float]:
-        c = self.config
+        c, meter = self.config, LossMeter(self.device, torch.float64)
         bs = int(c["batch_size"])
-        sums = {"loss": 0.0, "softmax": 0.0, "triplet": 0.0, "compact": 0.0, "diversity": 0.0}
         for i, batch in enumerate(self.next_batches(steps, len(self.labels), bs)):
             warm = self.step + i < int(c["warmup_steps"])  # the whole image only
-            rows = batch.cpu().numpy()
-            x, y = self.images(rows, train=True), self.labels[np.sort(rows)].to(self.device)
+            rows = np.sort(batch.cpu().numpy())  # in row order, images and labels alike
+            x, y = self.images(rows, train=True), torch.as_tensor(self.labels[rows], device=self.device)
             with self.autocast():
                 zs, maps = self.model(x, parts=not warm)
             terms = [self.branch_losses(z, y) for z in zs]
@@ -259,22 +237,15 @@ class SGMA(Trainer):
             self.optimizer.step()
             if not self.clustered and self.step + i + 1 >= int(c["warmup_steps"]):  # the warm-up is over
                 self.cluster_channels()
-            for k, v in (("loss", loss), ("softmax", ce), ("triplet", tri), ("compact", comp), ("diversity", div)):
-                sums[k] += float(v.detach())
-        return {k: v / max(steps, 1) for k, v in sums.items()}
+            meter.add({"loss": loss, "softmax": ce, "triplet": tri, "compact": comp, "diversity": div})
+        return meter.means(steps)
 
     # ---- evaluation -----------------------------------------------------------------------------------------
-    def _eval_batches(self, pixels: np.ndarray, batch: int) -> Iterator[torch.Tensor]:
-        """Cached images (N, R, R, 3) uint8 as centre-cropped float batches (B, 3, crop, crop), the model in eval."""
-        self.model.eval()
-        for s in range(0, pixels.shape[0], batch):
-            yield self._crop(torch.from_numpy(np.array(pixels[s : s + batch])), False)
-
     @torch.no_grad()
     def crop_centres(self, pixels: np.ndarray, batch: int = 256) -> np.ndarray:
         """Where the parts are cropped: centres (N, K, 2) (x, y in [-1, 1]) of images (N, R, R, 3) uint8."""
         out = []
-        for x in self._eval_batches(pixels, batch):
+        for x in self.eval_batches(pixels, batch):
             maps = self.model.attention(self.model.conv(x))  # (B, K, h, w)
             out.append(torch.stack([c for c, _ in self.model.localise(maps)], 1).cpu())
         return torch.cat(out).numpy()
@@ -283,23 +254,16 @@ class SGMA(Trainer):
     def forward_cached(self, pixels: np.ndarray, batch: int = 256) -> tuple[np.ndarray, np.ndarray | None]:
         """Scores (N, C) against every stage class (mean cosine over the branches) and the maps (N, K, h, w)."""
         scores, maps = [], []
-        for x in self._eval_batches(pixels, batch):
+        for x in self.eval_batches(pixels, batch):
             zs, m = self.model(x, parts=self.parts_on)
             scores.append(sum(F.normalize(z.float(), dim=1) @ self.att.T for z in zs).cpu() / len(zs))
             if m is not None:
                 maps.append(m.float().cpu())
         return torch.cat(scores).numpy(), (torch.cat(maps).numpy() if maps else None)
 
-    def cached_split(self, split: str) -> tuple[Any, np.ndarray]:
-        if split not in self._eval:  # opened once: finding the cache stats every image file
-            self._eval[split] = self.data.cached(split)
-        return self._eval[split]
-
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         (seen, y_seen), (unseen, y_unseen) = self.cached_split("seen"), self.cached_split("unseen")
         s_seen, _ = self.forward_cached(seen.pixels)
         s_unseen, _ = self.forward_cached(unseen.pixels)
-        self.check_finite(s_seen, s_unseen)
-        d = self.data
-        return gzsl_report(s_seen, y_seen, s_unseen, y_unseen, n_seen=d.n_seen, gamma=self.frozen.get("gamma"))
+        return self.gzsl_metrics(s_seen, y_seen, s_unseen, y_unseen)

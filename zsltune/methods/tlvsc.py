@@ -43,8 +43,10 @@ from torch import nn
 from zsltune.data.protocol import StageData
 from zsltune.errors import TrialDiverged
 from zsltune.layers.gan import CentreMemory, generator_health, gradient_penalty, mlp, sinkhorn_distance
-from zsltune.methods.base import Trainer
+from zsltune.methods.base import LossMeter
+from zsltune.methods.feature_trainer import FeatureTrainer
 from zsltune.methods.hparams import HP, Choice, Float, Int
+from zsltune.methods.prep import normalise_attributes
 from zsltune.methods.registry import register_method
 
 #: the rows of the paper's Table 2, in order
@@ -120,8 +122,11 @@ def fit_softmax(
 
 
 @register_method("tlvsc")
-class TLVSC(Trainer):
+class TLVSC(FeatureTrainer):
     """TL-VSC on precomputed features; loss weights, sizes and the ablation row are hyperparameters."""
+
+    #: the training features held transformed whole: C_pre and the recognition fit use them all at once
+    whole_features: ClassVar[bool] = True
 
     hparams: ClassVar[dict[str, HP]] = {
         "ablation": Choice(ABLATIONS, help="Table 2 row: gen (S1), gen+inf (S2), gen+inf+feat (S3), full (S4)"),
@@ -146,15 +151,11 @@ class TLVSC(Trainer):
     }
 
     def __init__(self, config: Mapping[str, Any], data: StageData, **kw: Any) -> None:
-        super().__init__(config, data, **kw)  # device, seed, max_epochs, knobs, iteration_steps: see Trainer
+        super().__init__(config, data, **kw)  # x_train (N, D) in [0, 1], y_train (N,): see FeatureTrainer
         c = self.config
         level = ABLATIONS.index(c["ablation"])
         self.use_inference, self.use_phi, self.use_wass = level >= 1, level >= 2, level >= 3
-        att = data.attributes.astype(np.float32)
-        att = att / np.maximum(np.linalg.norm(att, axis=1, keepdims=True), 1e-12)
-        self.att = self.to_device(att)  # (C, P), L2-normalised rows
-        self.x_train = self.fit_features("minmax")  # (N, D) in [0, 1], fitted on the training images only
-        self.y_train = self.to_device(data.y_train).long()  # (N,)
+        self.att = self.to_device(normalise_attributes(data.attributes, data.n_seen, "l2"))  # (C, P), unit rows
         d_x, d_h = data.feature_dim, data.attribute_dim
         d_z = int(c["z_dim"]) or d_h
         self.model = TLVSCNet(
@@ -173,6 +174,11 @@ class TLVSC(Trainer):
         self.register_phi_stats(torch.zeros(width, device=self.device), torch.ones(width, device=self.device))
         self.peak_spread = 0.0  # the highest generated/real spread ratio so far (collapse detection)
         self.eval_seed = self.seed  # the recognition fit's own stream (checkpointed: a resume evaluates the same)
+
+    def feature_norm(self) -> str:
+        """Min-max to [0, 1] on the training images, what the generator's ReLU/sigmoid output covers (f-CLSWGAN,
+        Xian et al., 2018)."""
+        return "minmax"
 
     def register_phi_stats(self, mean: torch.Tensor, sd: torch.Tensor) -> None:
         self.phi_mean, self.phi_sd = mean, sd
@@ -232,7 +238,7 @@ class TLVSC(Trainer):
     def train_steps(self, steps: int) -> dict[str, float]:
         n_critic, bs = int(self.config["n_critic"]), int(self.config["batch_size"])
         cuts = self.next_batches(steps * n_critic, self.y_train.shape[0], bs)
-        sums: dict[str, torch.Tensor] = {}
+        meter = LossMeter(self.device)
         for s in range(steps):
             for idx in cuts[s * n_critic : (s + 1) * n_critic]:
                 x, y = self.x_train[idx], self.y_train[idx]
@@ -250,9 +256,8 @@ class TLVSC(Trainer):
             self.opt_gi.step()
             for p in self.model.critics():
                 p.requires_grad_(True)
-            for k, v in {"d_loss": d_loss, "g_loss": g_loss, **d_terms, **g_terms}.items():
-                sums[k] = sums.get(k, 0) + v.detach().float()
-        out = {k: float(v.item()) / max(steps, 1) for k, v in sums.items()}
+            meter.add({"d_loss": d_loss, "g_loss": g_loss, **d_terms, **g_terms})
+        out = meter.means(steps)
         self.check_health(out)
         return out
 
