@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from zsltune.data.protocol import Bundle
 from zsltune.errors import UnknownNameError
 
 
@@ -59,7 +60,7 @@ class DataSource(ABC):
     images: ClassVar[bool] = False
 
     @abstractmethod
-    def load(self, req: StageRequest) -> Any:
+    def load(self, req: StageRequest) -> Bundle:
         """The bundle every trial of the stage receives (picklable; numpy arrays share zero-copy)."""
 
     def directory(self, req: StageRequest) -> Path | None:
@@ -130,7 +131,7 @@ class Features(DataSource):
     kind = "features"
     text: ClassVar[bool] = False  # also per-image captions as token arrays
 
-    def load(self, req: StageRequest) -> Any:
+    def load(self, req: StageRequest) -> Bundle:
         from zsltune.data import load_stage
 
         return load_stage(
@@ -168,7 +169,7 @@ class Images(DataSource):
     kind = "images"
     images = True
 
-    def load(self, req: StageRequest) -> Any:
+    def load(self, req: StageRequest) -> Bundle:
         from zsltune.data.image_source import load_image_stage
 
         return load_image_stage(req, skip_bad=req.skip_bad_images)
@@ -197,7 +198,7 @@ class Xlsa17Images(DataSource):
     kind = "images (xlsa17 splits)"
     images = True
 
-    def load(self, req: StageRequest) -> Any:
+    def load(self, req: StageRequest) -> Bundle:
         from zsltune.data.image_source import load_xlsa17_image_stage
 
         return load_xlsa17_image_stage(req, skip_bad=req.skip_bad_images)

@@ -19,6 +19,7 @@ import optuna
 import ray
 from ray import tune
 
+from zsltune.data.protocol import Bundle
 from zsltune.errors import ConfigError
 from zsltune.storage import Location, parse_storage
 from zsltune.sweep.address import resolve_address
@@ -43,7 +44,7 @@ class Job:
     name: str  # the experiment folder under ``storage``
     storage: Path | Location  # a local folder, or a Location (s3://, file://: zsltune.storage)
     spec: TrialSpec
-    data: Any  # the data source's bundle, shared with every trial through the object store
+    data: Bundle  # the data source's bundle, shared with every trial through the object store
     param_space: dict[str, Any] = field(default_factory=dict)
     search_alg: Any = None
     scheduler: Any = None
@@ -223,7 +224,7 @@ def run_grid(
     name: str,
     storage: Path | Location,
     spec: TrialSpec,
-    data: Any,
+    data: Bundle,
     variants: Sequence[TrialOverrides],
     seeds: Sequence[int],
     recorder: Any,

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from zsltune.data.protocol import Bundle
 from zsltune.data.sources import DataInfo, StageRequest
 from zsltune.methods import Trainer, get_method, method_ref
 from zsltune.methods.hparams import check_value
@@ -35,7 +36,9 @@ from zsltune.sweep.options import (
 from zsltune.sweep.search import make_scheduler, make_searcher
 
 
-def load_data(cls: type[Trainer], fixed: dict[str, Any], *, stage: str, options: dict[str, Any] | SweepOptions) -> Any:
+def load_data(
+    cls: type[Trainer], fixed: dict[str, Any], *, stage: str, options: dict[str, Any] | SweepOptions
+) -> Bundle:
     """The stage's bundle from the method's own data source (no Ray): searches and reruns load it the same way."""
     return cls.source(fixed).load(stage_request(stage=stage, options=options))
 
@@ -307,7 +310,7 @@ def _more_trials(
     )
 
 
-def _print_baseline(r: SweepResult, data: Any, cls: type[Trainer]) -> None:
+def _print_baseline(r: SweepResult, data: Bundle, cls: type[Trainer]) -> None:
     """The winner next to ESZSL (Romera-Paredes & Torr, 2015) on the same stage: like with like, both with every
     knob picked on these validation images."""
     from zsltune.baseline import baseline_report

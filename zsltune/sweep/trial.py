@@ -18,6 +18,7 @@ import ray
 import torch
 from ray import tune
 
+from zsltune.data.protocol import Bundle
 from zsltune.errors import DIVERGED, ConfigError, TrialDiverged, TrialOutOfMemory
 from zsltune.methods import Trainer, get_method, import_method
 from zsltune.sweep.options import TrialSpec
@@ -117,7 +118,7 @@ def out_of_memory(exc: BaseException, spec: TrialSpec) -> TrialOutOfMemory | Non
     return TrialOutOfMemory(f"out of memory on {where}: {_alloc_size(text)} failed past {cap}")
 
 
-def run_trial(config: dict[str, Any], data: Any, spec: TrialSpec) -> None:
+def run_trial(config: dict[str, Any], data: Bundle, spec: TrialSpec) -> None:
     """The Tune trainable: one trainer, one Tune iteration per epoch, a checkpoint every ``checkpoint_every``.
 
     The driver's :class:`~zsltune.sweep.overrides.TrialOverrides` never reach the trainer as hyperparameters: their
@@ -157,7 +158,7 @@ def trainer_class(spec: TrialSpec) -> type[Trainer]:
 
 
 def _train(
-    config: dict[str, Any], data: Any, spec: TrialSpec, device: torch.device, *, stop: int, knobs: dict[str, float]
+    config: dict[str, Any], data: Bundle, spec: TrialSpec, device: torch.device, *, stop: int, knobs: dict[str, float]
 ) -> None:
     trainer: Trainer = trainer_class(spec)(
         {**config, **spec.overrides},
