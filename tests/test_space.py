@@ -114,6 +114,45 @@ def test_malformed_space_names_file_parameter_and_fix(tmp_path: Path, doc: dict,
     assert "\n" not in msg
 
 
+@pytest.mark.parametrize(
+    ("param", "spec", "needle"),
+    [
+        (
+            "temperature",
+            {"type": "float", "low": 0.0, "high": 1.0},
+            "linear: temperature low must be a finite number > 0, got 0.0",
+        ),
+        (
+            "batch_size",
+            {"type": "categorical", "choices": [0, 32]},
+            "linear: batch_size choice must be an integer >= 1, got 0",
+        ),
+        (
+            "att_norm",
+            {"type": "categorical", "choices": ["raw", "std"]},
+            "att_norm choice must be one of raw, l2, got 'std'",
+        ),
+        ("depth", {"type": "int", "low": 1, "high": 4}, "parameter 'depth' is not a hyperparameter of linear"),
+    ],
+)
+def test_space_outside_the_declarations_fails_at_load(tmp_path: Path, param: str, spec: dict, needle: str) -> None:
+    """A space searches inside the trainer's declared ranges: one line naming the file, the parameter, the rule and
+    the value, when it loads."""
+    path = write(tmp_path, {**GOOD, "parameters": {param: spec}})
+    with pytest.raises(SpaceError) as e:
+        load_space(path)
+    msg = str(e.value)
+    assert msg.startswith(f"{path}: ") and needle in msg and "\n" not in msg
+
+
+def test_a_space_may_start_from_other_defaults_than_the_papers() -> None:
+    """The CPU space's first trial differs from the trainer's (paper) defaults; the paper space's is the trainer's."""
+    cls = get_method("clarel")
+    paper = cls.default_config("CUB")
+    assert load_space("clarel").defaults("CUB")["embed_dim"] == 256 != paper["embed_dim"] == 1024
+    assert load_space("clarel-paper").defaults("CUB")["embed_dim"] == paper["embed_dim"]
+
+
 def test_invalid_yaml_syntax_reports_line(tmp_path: Path) -> None:
     path = write(tmp_path, "method: linear\nparameters: {lr: [1, 2\n")
     with pytest.raises(SpaceError, match=r"invalid YAML at line \d+"):
@@ -136,7 +175,7 @@ def test_fixing_a_parameter_removes_it_and_decides_conditions(tmp_path: Path) ->
 
 
 def test_a_parameter_without_default_takes_the_trainers(tmp_path: Path) -> None:
-    """A default lives in one place: a space may leave it to the trainer's declaration."""
+    """A space may leave a default to the trainer's declaration (the paper's)."""
     from zsltune.methods import get_method
 
     path = tmp_path / "lin.yaml"

@@ -11,9 +11,10 @@
       use_beta: {type: categorical, choices: [true, false], default: true}
       beta: {type: float, low: 1.0e-6, high: 1.0e-2, log: true, default: 1.0e-4, condition: {use_beta: true}}
 
-``default`` is the paper's value, a scalar or a mapping dataset -> value with ``"*"`` as the fallback; the defaults
-run as the first trial. A parameter without ``default`` takes the trainer's declared default: each default lives in
-one place, the space or the trainer (``zsltune.methods.hparams``). ``condition`` samples a parameter only when
+``default`` is the first trial's value, a scalar or a mapping dataset -> value with ``"*"`` as the fallback: the
+paper's (the trainer's declaration, ``zsltune.methods.hparams``) or another start, such as a CPU-sized one. A
+parameter without ``default`` starts from the trainer's declared default. :func:`load_space` checks every range,
+choice and default against the trainer's declarations. ``condition`` samples a parameter only when
 another has one of the given values (define-by-run in Optuna). Every rule broken is a
 :class:`~zsltune.errors.SpaceError` naming file, parameter and fix.
 """
@@ -27,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from zsltune.errors import SpaceError, UnknownNameError
+from zsltune.errors import ConfigError, SpaceError, UnknownNameError
 
 
 def _spaces_dir() -> Path:
@@ -202,7 +203,7 @@ def _param(path: Path | str, name: str, spec: Any) -> Param:
     if not isinstance(cond_raw, dict):
         raise _fail(path, where, f"'condition' must be a mapping {{other_param: value}}, got {cond_raw!r}")
     cond = {k: tuple(v) if isinstance(v, list) else (v,) for k, v in cond_raw.items()}
-    # no default: the trainer's declared one (a default lives in one place: the space or the trainer)
+    # no default: the trainer's declared (paper) one
     default = spec.get("default")
     if isinstance(default, dict) and "*" not in default:
         raise _fail(path, where, "a per-dataset default needs a '*' entry as the fallback")
@@ -255,7 +256,6 @@ def parse_space(doc: Any, *, path: Path | str = "<space>") -> SearchSpace:
         recall = ",".join(str(k) for k in recall)
     if recall is not None:
         from zsltune.data.image_source import recall_ks
-        from zsltune.errors import ConfigError
 
         try:
             recall_ks(str(recall), "")
@@ -337,4 +337,24 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise SpaceError(f"{path}: invalid YAML{at}: {getattr(e, 'problem', e)}") from None
-    return parse_space(doc, path=path)
+    space = parse_space(doc, path=path)
+    check_declared(space)
+    return space
+
+
+def check_declared(space: SearchSpace) -> None:
+    """The space's names, ranges, choices and defaults against its method's declarations (the trainer's kinds and
+    valid ranges), one :class:`SpaceError` line naming file, parameter, rule and value. A method that does not
+    resolve here is left to the sweep, which names it among the valid ones."""
+    # here, not at the top: importing the methods registers them all and brings torch, which parsing never needs
+    from zsltune.methods import get_method
+    from zsltune.methods.hparams import check_space
+
+    try:
+        cls = get_method(space.method)
+    except UnknownNameError:
+        return
+    try:
+        check_space(space.method, cls.all_hparams(), space)
+    except ConfigError as e:
+        raise SpaceError(str(e)) from None

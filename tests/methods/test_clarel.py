@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from _spaces import space_defaults
 from torch import nn
 
 from zsltune import metrics
@@ -21,6 +22,7 @@ from zsltune.methods.schedules import step_decay
 
 # tiny networks; the paper's sentences per step, prototype images and raw features (what these unit tests check)
 TINY = {
+    **space_defaults("clarel"),
     "embed_dim": 32, "lstm_units": 16, "filters": 8, "word_dim": 16, "sentences": 10, "proto_images": 100,
     "feat_norm": "none",
 }  # fmt: skip

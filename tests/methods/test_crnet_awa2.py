@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from _spaces import space_defaults
 
 from zsltune.data import build_stage, load_dataset, resolve_dataset
 from zsltune.methods import get_method
@@ -17,7 +18,9 @@ def test_crnet_learns_on_synthetic_awa2(real_root: Path) -> None:
     # threads: the session's share of the cores (tests/conftest.py). lr and attribute scaling from the search space's
     # range: the paper's lr 1e-5 needs far more steps than a test can afford to leave the relation network's initial
     # plateau (see search_spaces/crnet.yaml)
-    trainer = get_method("crnet")({"lr": 3e-4, "att_norm": "std", "hidden": 512}, stage, seed=0, max_epochs=5)
+    trainer = get_method("crnet")(
+        {**space_defaults("crnet", "AWA2"), "lr": 3e-4, "att_norm": "std", "hidden": 512}, stage, seed=0, max_epochs=5
+    )
     init = trainer.evaluate()
     for _ in range(5):
         trainer.fit_epoch()

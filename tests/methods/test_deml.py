@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _spaces import space_defaults
 
 from zsltune.data.sources import StageRequest, get_source
 from zsltune.data.synth_images import PALETTE, draw, synth_images
@@ -110,7 +111,7 @@ def _cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("ZSLTUNE_CACHE", str(tmp_path_factory.getbasetemp() / "deml-cache"))
 
 
-TINY = {"width": 8, "bottleneck": 4, "batch_classes": 4, "per_class": 2, "crop": 28}
+TINY = {**space_defaults("deml"), "width": 8, "bottleneck": 4, "batch_classes": 4, "per_class": 2, "crop": 28}
 
 
 @pytest.mark.parametrize(("i", "j", "d"), [(1, 1, 64), (2, 3, 64), (3, 3, 512)])

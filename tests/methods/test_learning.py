@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _spaces import space_defaults
 
 from zsltune.baseline import baseline_report, colour_histograms
 from zsltune.data import StageData, synth_fresh
@@ -89,7 +90,8 @@ def test_space_defaults_learn(
     data = cls.source({}).load(StageRequest(dataset=str(root), stage="val"))
     assert data.num_classes >= 10  # chance per-class accuracy over all stage classes <= 0.1
     iters = 6
-    t = cls({}, data, seed=0, max_epochs=iters, iteration_steps=steps // iters)  # the space's defaults, as they are
+    config = space_defaults(name, data.dataset)  # the space's defaults, as a sweep's first trial has them
+    t = cls(config, data, seed=0, max_epochs=iters, iteration_steps=steps // iters)
     before = t.evaluate()[metric]
     for _ in range(iters):
         t.fit_epoch()

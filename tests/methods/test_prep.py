@@ -9,12 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _spaces import space_defaults
 
 from zsltune.data import build_stage, load_dataset
 from zsltune.methods import get_method
 from zsltune.methods.prep import feature_stats, normalise_attributes
 
 SMALL = {"hidden": 32, "batch_size": 32}
+CRNET = {**space_defaults("crnet"), **SMALL}
 
 
 @pytest.fixture(scope="module")
@@ -29,15 +31,15 @@ def test_feature_statistics_come_from_training_rows_only(stage) -> None:
     # evaluation images moved far away: the fitted transform (and so every training step) does not move
     moved = dataclasses.replace(stage, x_seen=stage.x_seen * 50 + 7, x_unseen=stage.x_unseen * -30 + 3)
     for kind in ("std", "l2", "minmax"):
-        a = get_method("crnet")({**SMALL, "feat_norm": kind}, stage, seed=0)
-        b = get_method("crnet")({**SMALL, "feat_norm": kind}, moved, seed=0)
+        a = get_method("crnet")({**CRNET, "feat_norm": kind}, stage, seed=0)
+        b = get_method("crnet")({**CRNET, "feat_norm": kind}, moved, seed=0)
         for ta, tb in zip(a._feat[1:], b._feat[1:], strict=True):
             assert torch.equal(ta, tb)
         assert torch.equal(a.prep_features(a.x_train), b.prep_features(b.x_train)) and a.fit_epoch() == b.fit_epoch()
     lo, span = feature_stats(stage.x_train, "minmax")
     z = (stage.x_train - lo) / span  # the training features span [0, 1] in every varying dimension
     assert z.min() >= 0 and z.max() <= 1 + 1e-6 and np.allclose(z.max(0)[stage.x_train.std(0) > 0], 1, atol=1e-5)
-    std = get_method("crnet")({**SMALL, "feat_norm": "std"}, stage, seed=0)
+    std = get_method("crnet")({**CRNET, "feat_norm": "std"}, stage, seed=0)
     z = std.prep_features(std.x_train)  # training features as each batch sees them: mean 0, sd 1 per dimension
     assert z.mean(0).abs().max() < 1e-4 and (z.std(0, unbiased=False) - 1).abs().max() < 1e-3
 
@@ -54,7 +56,7 @@ def test_attribute_standardisation_uses_seen_classes_only(stage) -> None:
 @pytest.mark.parametrize("name", ["crnet", "linear"])
 def test_step_iterations_resume_inside_a_pass(name: str, stage) -> None:
     cls = get_method(name)
-    cfg = {k: v for k, v in SMALL.items() if k in cls.all_hparams()}
+    cfg = {**space_defaults(name), **{k: v for k, v in SMALL.items() if k in cls.all_hparams()}}
     t = cls(cfg, stage, seed=0, max_epochs=5, iteration_steps=3)  # a pass here is ~14 batches: ends mid-pass
     t.fit_epoch()
     assert (t.epoch, t.step) == (1, 3) and t._queue

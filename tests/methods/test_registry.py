@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _spaces import space_defaults
 
 from zsltune.data import build_stage, load_dataset
 from zsltune.data.sources import StageRequest
@@ -56,7 +57,8 @@ def method_stage(cls: type[Trainer], root: Path):
 
 
 def tiny_config(cls: type[Trainer]) -> dict:
-    return {k: v for k, v in TINY_SIZES.items() if k in cls.all_hparams()}
+    """The method's CPU space's defaults (the paper's sizes cost minutes), its sizes shrunk further."""
+    return {**space_defaults(cls.name), **{k: v for k, v in TINY_SIZES.items() if k in cls.all_hparams()}}
 
 
 def shipped_methods() -> list[str]:
@@ -112,21 +114,37 @@ def test_unknown_hyperparameter_is_rejected(name: str, captioned_tiny: Path) -> 
 
 @pytest.mark.parametrize("name", shipped_methods())
 def test_declarations(name: str) -> None:
-    """Every hyperparameter has its default in exactly one place (trainer or shipped space); the shipped space fits
-    the declared kinds and ranges; the data source and metric family are known; the space's metric is reported."""
-    from zsltune.methods import FROM_SPACE, METRIC_FAMILIES
-    from zsltune.methods.hparams import check_space
+    """Every hyperparameter declares a valid default for every dataset (the paper's, per dataset where the paper
+    tunes it so); the shipped space fits the declared kinds and ranges; the data source and metric family are
+    known."""
+    from zsltune.methods.hparams import check_config, check_space
 
     cls = get_method(name)
-    space = load_space(name)
-    check_space(name, cls.all_hparams(), space)
-    in_space = {p.name for p in space.params if p.default is not None}
-    in_trainer = {k for k, hp in cls.all_hparams().items() if hp.default is not FROM_SPACE}
-    assert not in_space & in_trainer, f"defaults in two places: {sorted(in_space & in_trainer)}"
-    assert set(cls.all_hparams()) == in_space | in_trainer  # and each one somewhere
+    check_space(name, cls.all_hparams(), load_space(name))
+    for k, hp in cls.all_hparams().items():
+        assert not isinstance(hp.default, dict) or "*" in hp.default, f"{name}: {k}'s per-dataset default has no '*'"
+    for ds in ("AWA1", "AWA2", "APY", "CUB", "SUN", "demo"):
+        defaults = cls.default_config(ds)
+        assert set(defaults) == set(cls.all_hparams())
+        check_config(name, cls.all_hparams(), defaults)  # each one valid
     assert cls.metric_family in METRIC_FAMILIES and cls.source({}).name
-    for ds in ("AWA2", "CUB", "SUN", "demo"):
-        cls.default_config(ds)
+
+
+#: the paper spaces' defaults that are not the trainer's: the backbone and crop the paper's runs need a weights
+#: file for, while the trainer's default runs without one
+RUNNABLE_NOT_PAPER = {"deml": {"backbone", "crop"}, "sgma": {"backbone", "crop"}}
+
+
+@pytest.mark.parametrize("name", [n for n in available_spaces() if n.endswith("-paper")])
+def test_paper_spaces_start_from_the_trainers_defaults(name: str) -> None:
+    """A ``-paper`` space's first trial is the paper's configuration, which the trainer declares: one source."""
+    space = load_space(name)
+    cls = get_method(space.method)
+    hps = cls.all_hparams()
+    for ds in ("AWA1", "AWA2", "APY", "CUB", "SUN", "demo"):
+        for p in space.params:
+            if p.name not in RUNNABLE_NOT_PAPER.get(space.method, set()):
+                assert hps[p.name].cast(p.default_for(ds)) == hps[p.name].default_for(ds), (ds, p.name)
 
 
 def test_unknown_method_lists_valid_ones() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from _spaces import space_defaults
 
 from zsltune.data.image_source import load_xlsa17_image_stage
 from zsltune.data.sources import StageRequest
@@ -18,7 +19,7 @@ from zsltune.methods import get_method
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 #: small and quick: a narrower CNN and smaller batches than the space's defaults
-SMALL = {"width": 16, "batch_size": 16, "warmup_steps": 60, "part_size": 24}
+SMALL = {**space_defaults("sgma"), "width": 16, "batch_size": 16, "warmup_steps": 60, "part_size": 24}
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from _spaces import space_defaults
 
 from zsltune.data import load_stage, synth_fresh
 from zsltune.methods import TrialDiverged, get_method
 
-SMALL = {"hidden": 64, "batch_size": 32, "n_syn": 20, "cls_epochs": 3, "pre_epochs": 5}
+SMALL = {**space_defaults("tlvsc"), "hidden": 64, "batch_size": 32, "n_syn": 20, "cls_epochs": 3, "pre_epochs": 5}
 
 
 @pytest.fixture(scope="module")

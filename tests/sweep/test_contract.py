@@ -120,6 +120,20 @@ parameters:
 """
 
 
+def test_toy_space_is_checked_against_the_toys_declarations(tmp_path: Path) -> None:
+    """The toy's own file and YAML are all a method needs: its space loads, checked against its declarations."""
+    from zsltune.errors import SpaceError
+    from zsltune.space import load_space
+
+    space = tmp_path / "toy.yaml"
+    space.write_text(SPACE)
+    assert load_space(space).defaults("d", fallback=Toy.default_config("d")) == {"lr": 0.05, "act": "relu"}
+    space.write_text(SPACE.replace("low: 0.01", "low: 0.0").replace("log: true", "log: false"))
+    with pytest.raises(SpaceError) as e:
+        load_space(space)
+    assert str(e.value) == f"{space}: toy: lr low must be a finite number > 0, got 0.0"
+
+
 def test_checkpoint_holds_every_module_and_optimiser() -> None:
     data = ToyBlobs().load(StageRequest(dataset="x", stage="val"))
     a = Toy({}, data, seed=0)

@@ -1,9 +1,9 @@
 """The trainer contract every method follows (the registry that finds one by name is :mod:`zsltune.methods.registry`).
 
 A method declares what it trains on (:attr:`Trainer.data_source`), the metric family it reports
-(:attr:`Trainer.metric_family`), its hyperparameters (:attr:`Trainer.hparams`: kinds and valid values; defaults here
-or in its search-space YAML, never both), cross-parameter rules (:meth:`Trainer.check_rules`) and the knobs it picks
-on evaluation data (:attr:`Trainer.knobs`: chosen on validation, then frozen for the test stage).
+(:attr:`Trainer.metric_family`), its hyperparameters (:attr:`Trainer.hparams`: kinds, valid values and the paper's
+defaults; a search space searches inside them), cross-parameter rules (:meth:`Trainer.check_rules`) and the knobs
+it picks on evaluation data (:attr:`Trainer.knobs`: chosen on validation, then frozen for the test stage).
 
 The sweep never knows which method it runs: it builds ``cls(config, data, device=, seed=, max_epochs=, knobs=)``,
 calls :meth:`Trainer.fit_epoch` once per Tune iteration, then :meth:`Trainer.evaluate`, and checkpoints with
@@ -19,7 +19,6 @@ its loss terms with :class:`LossMeter` and moves its learning rate with :meth:`T
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -32,7 +31,7 @@ from zsltune import metrics
 from zsltune.data.protocol import Bundle, FeatureBundle
 from zsltune.data.sources import DataInfo, DataSource, get_source
 from zsltune.errors import ConfigError, TrialDiverged
-from zsltune.methods.hparams import FROM_SPACE, HP, Bool, check_config
+from zsltune.methods.hparams import HP, Bool, check_config
 from zsltune.methods.schedules import lr_factor
 
 #: hyperparameters every trainer takes
@@ -74,7 +73,7 @@ class LossMeter:
 
 class Trainer(ABC, Generic[DataT]):
     name: ClassVar[str] = ""
-    #: hyperparameters: kind, valid values, and the default unless the search space's ``default:`` holds it
+    #: hyperparameters: kind, valid values and the paper's default (per dataset where the paper tunes it so)
     hparams: ClassVar[dict[str, HP]] = {}
     #: the metric a sweep optimises unless the space says otherwise
     metric: ClassVar[str] = "H"
@@ -129,20 +128,8 @@ class Trainer(ABC, Generic[DataT]):
 
     @classmethod
     def default_config(cls, dataset: str = "*") -> dict[str, Any]:
-        """Every hyperparameter's default for ``dataset``: the declaration's, else the shipped space's (paper)."""
-        space = _shipped_defaults(cls.name, dataset)
-        out: dict[str, Any] = {}
-        for k, hp in cls.all_hparams().items():
-            if hp.default is not FROM_SPACE:
-                out[k] = hp.default
-            elif k in space:
-                out[k] = space[k]
-            else:
-                raise ConfigError(
-                    f"{cls.name}: no default for '{k}': declare one in the trainer or give it a default: in "
-                    f"search_spaces/{cls.name}.yaml"
-                )
-        return out
+        """Every hyperparameter's declared (paper) default for ``dataset``."""
+        return {k: hp.default_for(dataset) for k, hp in cls.all_hparams().items()}
 
     @classmethod
     def source(cls, config: Mapping[str, Any] | None = None) -> DataSource:
@@ -308,23 +295,6 @@ def pass_length(n: int, batch_size: int) -> int:
     full, rem = divmod(n, batch_size)
     cuts = full + (1 if rem else 0)
     return cuts - 1 if cuts > 1 and 0 < rem < batch_size // 2 else max(cuts, 1)
-
-
-@functools.lru_cache(maxsize=64)
-def _shipped_space_defaults(name: str, dataset: str) -> tuple[tuple[str, Any], ...]:
-    from zsltune.space import available_spaces, load_space
-
-    if name not in available_spaces():
-        return ()
-    space = load_space(name)
-    if space.method != name:
-        return ()
-    return tuple((p.name, p.default_for(dataset)) for p in space.params if p.default is not None)
-
-
-def _shipped_defaults(name: str, dataset: str) -> dict[str, Any]:
-    """The paper defaults of the method's shipped search space (every parameter, active or not)."""
-    return dict(_shipped_space_defaults(name, dataset))
 
 
 def weights_only(state: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -146,22 +146,28 @@ class CLAREL(FeatureTrainer):
     metric: ClassVar[str] = "H_alpha"
     data_source: ClassVar[str] = "features+text"
     knobs: ClassVar[tuple[str, ...]] = ("gamma", "alpha")
+    # the paper's configuration (Oreshkin et al., 2020, Sec. 4 and Appendix D); momentum, clip and prototype images
+    # from the authors' code
     hparams: ClassVar[dict[str, HP]] = {
-        "lambda": Float(low=0, high=1),
-        "kappa": Float(low=0, high=1),
-        "lr": Float(gt=0),
-        "momentum": Float(low=0, high=0.999),
-        "batch_size": Int(),
-        "dropout": Float(low=0, high=0.99),
-        "l2": Float(low=0),
-        "embed_dim": Int(),
-        "lstm_units": Int(),
-        "filters": Int(),
+        "lambda": Float(default=0.5, low=0, high=1),
+        "kappa": Float(default=0.5, low=0, high=1),
+        "lr": Float(default=0.1, gt=0),
+        "momentum": Float(default=0.9, low=0, high=0.999),
+        "batch_size": Int(default=32),
+        "dropout": Float(default=0.25, low=0, high=0.99),
+        "l2": Float(default=1e-3, low=0),
+        "embed_dim": Int(default=1024),
+        "lstm_units": Int(default=512),
+        "filters": Int(default=128),
         "word_dim": Int(default=300, help="trainable embedding only; frozen vectors bring their own width"),
-        "clip": Float(gt=0),
-        "sentences": Int(),
-        "feat_norm": Choice(FEATURE_NORMS, help="image features: none (paper), std (training-image statistics), l2"),
-        "proto_images": Int(help="images per class whose captions make its prototype (authors' code: 100)"),
+        "clip": Float(default=1.0, gt=0),
+        "sentences": Int(default=10),
+        "feat_norm": Choice(
+            FEATURE_NORMS, default="none", help="image features: none (paper), std (training-image statistics), l2"
+        ),
+        "proto_images": Int(
+            default=100, help="images per class whose captions make its prototype (authors' code: 100)"
+        ),
         "captions": Choice(
             ("per_image", "class"),
             default="per_image",

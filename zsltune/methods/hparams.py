@@ -1,11 +1,13 @@
 """Declared hyperparameters: each method states the type and the valid values of every key its config may hold.
 
-A trainer checks its config against these declarations (:func:`check_config`), and the sweep checks the search
-space's bounds, choices and per-dataset defaults and every ``--set`` value against them on the driver, before Ray
-starts (:func:`check_space`). Every rule broken is one line naming the parameter, the value and the rule.
+A trainer checks its config against these declarations (:func:`check_config`); a search space's bounds, choices and
+per-dataset defaults are checked against them when it loads, and every ``--set`` value on the driver before Ray
+starts (:func:`check_space`, :func:`check_value`). Every rule broken is one line naming the parameter, the value
+and the rule.
 
-A default lives in one place: the method's search-space YAML (``default:``, the paper's value) for a searched
-parameter, the declaration here (``default=``) for one the space does not search. :data:`FROM_SPACE` marks the first.
+Each declaration holds the paper's default (``default=``: a value, or a mapping dataset -> value with ``"*"`` as the
+fallback where the paper tunes it per dataset); a search space searches inside the declared range and may start
+from other defaults (a CPU-sized first trial), checked against the declaration when it loads.
 """
 
 from __future__ import annotations
@@ -13,18 +15,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 from zsltune.errors import ConfigError
-
-
-class _FromSpace:
-    def __repr__(self) -> str:
-        return "FROM_SPACE"
-
-
-#: the default is the search space's ``default:`` (the paper's value), not repeated in the trainer
-FROM_SPACE: Final = _FromSpace()
 
 Kind = Literal["float", "int", "bool", "choice", "path"]
 
@@ -32,15 +25,21 @@ Kind = Literal["float", "int", "bool", "choice", "path"]
 @dataclass(frozen=True, kw_only=True)
 class HP:
     """One hyperparameter: kind, valid range (inclusive ``low``/``high``; ``gt`` for a strict lower bound) or
-    choices, and its default (or :data:`FROM_SPACE`)."""
+    choices, and the paper's default (a value, or ``{dataset: value, "*": value}``)."""
 
     kind: Kind
-    default: Any = FROM_SPACE
+    default: Any
     low: float | None = None
     high: float | None = None
     gt: float | None = None
     choices: tuple[Any, ...] = ()
     help: str = ""
+
+    def default_for(self, dataset: str = "*") -> Any:
+        """The default for ``dataset``, read as a space's (:meth:`zsltune.space.Param.default_for`)."""
+        if isinstance(self.default, dict):
+            return self.default.get(dataset, self.default.get(dataset.upper(), self.default["*"]))
+        return self.default
 
     def rule(self) -> str:
         """The rule in words: "an integer >= 1", "a number in [0, 1]", "one of l2, std"."""
@@ -93,16 +92,16 @@ class HP:
         return value
 
 
-def Float(*, default: Any = FROM_SPACE, low: float | None = None, high: float | None = None, gt: float | None = None,
+def Float(*, default: Any, low: float | None = None, high: float | None = None, gt: float | None = None,
           help: str = "") -> HP:  # fmt: skip
     return HP(kind="float", default=default, low=low, high=high, gt=gt, help=help)
 
 
-def Int(*, default: Any = FROM_SPACE, low: float | None = 1, high: float | None = None, help: str = "") -> HP:
+def Int(*, default: Any, low: float | None = 1, high: float | None = None, help: str = "") -> HP:
     return HP(kind="int", default=default, low=low, high=high, help=help)
 
 
-def Bool(*, default: Any = FROM_SPACE, help: str = "") -> HP:
+def Bool(*, default: Any, help: str = "") -> HP:
     return HP(kind="bool", default=default, help=help)
 
 
@@ -111,7 +110,7 @@ def Path(*, default: Any = None, help: str = "") -> HP:
     return HP(kind="path", default=default, help=help)
 
 
-def Choice(choices: tuple[Any, ...], *, default: Any = FROM_SPACE, help: str = "") -> HP:
+def Choice(choices: tuple[Any, ...], *, default: Any, help: str = "") -> HP:
     return HP(kind="choice", default=default, choices=tuple(choices), help=help)
 
 

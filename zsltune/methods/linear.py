@@ -18,12 +18,13 @@ from zsltune.methods.registry import register_method
 
 @register_method("linear")
 class LinearCompat(FeatureTrainer):
+    # no single paper (ALE, Akata et al., 2015; DeViSE, Frome et al., 2013): zsltune's defaults
     hparams: ClassVar[dict[str, HP]] = {
-        "lr": Float(gt=0),
-        "weight_decay": Float(low=0),
-        "batch_size": Int(),
-        "temperature": Float(gt=0),
-        "att_norm": Choice(("raw", "l2")),
+        "lr": Float(default=1e-3, gt=0),
+        "weight_decay": Float(default=1e-4, low=0),
+        "batch_size": Int(default=64),
+        "temperature": Float(default=0.1, gt=0),
+        "att_norm": Choice(("raw", "l2"), default="l2"),
     }
 
     def __init__(self, config: dict[str, Any], data: StageData, **kw: Any) -> None:

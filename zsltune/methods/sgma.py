@@ -117,33 +117,47 @@ class SGMA(ImageTrainer[AttributeImageStage]):
 
     data_source: ClassVar[str] = "xlsa17-images"
     metric: ClassVar[str] = "H_cal"
+    # the paper's configuration (Zhu et al., 2019, Sec. 4, with its rebuttal); margin, diversity margin and the lr range
+    # from the implementation notes
     hparams: ClassVar[dict[str, HP]] = {
-        "K": Int(low=0, help="attention maps (parts); 0: the whole image only"),
-        "share_cnn": Bool(help="the parts go through the whole image's CNN (else a second CNN shared by the parts)"),
+        "K": Int(default=2, low=0, help="attention maps (parts); 0: the whole image only"),
+        "share_cnn": Bool(
+            default=False, help="the parts go through the whole image's CNN (else a second CNN shared by the parts)"
+        ),
         "crop_method": Choice(
             ("net", "centre", "detached"),
+            default="net",
             help="net: a 2-FC cropping net places each crop (the paper's); centre: a square around the map's centre; "
             "detached: the same with the centre detached, so the part losses never reach the attention (ablation)",
         ),
-        "attention_init": Choice(("clusters", "random"), help="heads start from channel clusters, or at random"),
-        "scale": Float(gt=0, help="NormFace scale s of the embedding softmax"),
-        "margin": Float(low=0, help="class-centre triplet margin (on unit vectors: squared distances in [0, 4])"),
-        "triplet_weight": Float(low=0),
-        "compact_weight": Float(low=0),
-        "diversity_weight": Float(low=0),
-        "diversity_margin": Float(low=0, high=1),
-        "map_temp": Float(gt=0, help="sharpness of the maps: softmax over locations of temp x the standardised map"),
-        "crop_ratio": Float(gt=0, high=1, help="crop side / image side (t_s / t)"),
-        "part_size": Int(low=8, help="side of a zoomed part, pixels"),
-        "warmup_steps": Int(low=0, help="whole-image steps before the channels are clustered and the parts train"),
-        "lr": Float(gt=0, help="backbone lr (Adam)"),
-        "head_lr_mult": Float(gt=0, help="lr multiplier of the attention heads, croppers and embeddings"),
-        "weight_decay": Float(low=0),
-        "batch_size": Int(low=2),
+        "attention_init": Choice(
+            ("clusters", "random"), default="clusters", help="heads start from channel clusters, or at random"
+        ),
+        "scale": Float(default=16.0, gt=0, help="NormFace scale s of the embedding softmax"),
+        "margin": Float(
+            default=0.8, low=0, help="class-centre triplet margin (on unit vectors: squared distances in [0, 4])"
+        ),
+        "triplet_weight": Float(default=1.0, low=0),
+        "compact_weight": Float(default=1.0, low=0),
+        "diversity_weight": Float(default=1.0, low=0),
+        "diversity_margin": Float(default=0.2, low=0, high=1),
+        "map_temp": Float(
+            default=4.0, gt=0, help="sharpness of the maps: softmax over locations of temp x the standardised map"
+        ),
+        "crop_ratio": Float(default=0.4, gt=0, high=1, help="crop side / image side (t_s / t)"),
+        "part_size": Int(default=224, low=8, help="side of a zoomed part, pixels"),
+        "warmup_steps": Int(
+            default=200, low=0, help="whole-image steps before the channels are clustered and the parts train"
+        ),
+        "lr": Float(default=1e-4, gt=0, help="backbone lr (Adam)"),
+        "head_lr_mult": Float(default=10.0, gt=0, help="lr multiplier of the attention heads, croppers and embeddings"),
+        "weight_decay": Float(default=1e-4, low=0),
+        "batch_size": Int(default=8, low=2),
         "bottleneck": Int(low=1, default=32, help="attention heads' hidden width"),
         # on by default: xlsa17's attribute vectors are non-negative, so any two classes' cosine is already about
         # 0.58 (AWA2, CUB); centring leaves only the between-class differences to the NormFace cosine
         "centre_att": Bool(default=True, help="subtract the seen classes' mean attribute vector before normalising"),
+        # runnable without files: the paper's VGG19 at 448 px needs a local weights file (sgma-paper.yaml)
         "backbone": Choice(BACKBONES, default="small"),
         "width": Int(low=1, default=32, help="small backbone: channels of its first conv"),
         "weights": PathHP(help="a local weights file for a torchvision backbone (nothing is downloaded)"),

@@ -128,24 +128,37 @@ class TLVSC(FeatureTrainer):
     #: the training features held transformed whole: C_pre and the recognition fit use them all at once
     whole_features: ClassVar[bool] = True
 
+    # the paper gives no sizes or rates (Chandhok & Balasubramanian, 2021): f-CLSWGAN's, whose architecture it follows
+    # (Xian et al., 2018); alpha2 per dataset from its Fig. 2b
     hparams: ClassVar[dict[str, HP]] = {
-        "ablation": Choice(ABLATIONS, help="Table 2 row: gen (S1), gen+inf (S2), gen+inf+feat (S3), full (S4)"),
-        "lambda_gp": Float(low=0, help="gradient-penalty weight λ of all three critics"),
-        "beta": Float(low=0, help="weight of L_CLS (C_pre's cross-entropy of generated features)"),
-        "alpha1": Float(low=0, help="weight of the inference module"),
-        "gamma_wass": Float(low=0, help="weight γ of the Wasserstein alignment inside the inference module"),
-        "alpha2": Float(low=0, help="weight of the joint maximisation (D3)"),
-        "n_critic": Int(help="critic updates per G/I update"),
-        "sinkhorn_eps": Float(gt=0, help="entropic regularisation, relative to the cost's mean"),
+        "ablation": Choice(
+            ABLATIONS, default="full", help="Table 2 row: gen (S1), gen+inf (S2), gen+inf+feat (S3), full (S4)"
+        ),
+        "lambda_gp": Float(default=10.0, low=0, help="gradient-penalty weight λ of all three critics"),
+        "beta": Float(default=0.01, low=0, help="weight of L_CLS (C_pre's cross-entropy of generated features)"),
+        "alpha1": Float(default=1.0, low=0, help="weight of the inference module"),
+        "gamma_wass": Float(
+            default=1.0, low=0, help="weight γ of the Wasserstein alignment inside the inference module"
+        ),
+        "alpha2": Float(
+            default={"AWA1": 10.0, "AWA2": 10.0, "APY": 10.0, "*": 1.0},
+            low=0,
+            help="weight of the joint maximisation (D3)",
+        ),
+        "n_critic": Int(default=5, help="critic updates per G/I update"),
+        "sinkhorn_eps": Float(default=0.1, gt=0, help="entropic regularisation, relative to the cost's mean"),
         "sinkhorn_iters": Int(default=100),
-        "lr": Float(gt=0, help="Adam lr of G, I and the critics (β = 0.5, 0.999)"),
-        "batch_size": Int(),
-        "hidden": Int(help="hidden width of every network"),
-        "g_output": Choice(G_OUTPUTS, help="the generator's last activation"),
-        "z_dim": Int(low=0, help="noise size; 0: the attribute size d_h (f-CLSWGAN)"),
-        "n_syn": Int(help="generated features per unseen class for the recognition classifier"),
-        "cls_lr": Float(gt=0),
-        "cls_epochs": Int(),
+        "lr": Float(default=1e-4, gt=0, help="Adam lr of G, I and the critics (β = 0.5, 0.999)"),
+        "batch_size": Int(default=64),
+        "hidden": Int(default=4096, help="hidden width of every network"),
+        "g_output": Choice(G_OUTPUTS, default="relu", help="the generator's last activation"),
+        "z_dim": Int(default=0, low=0, help="noise size; 0: the attribute size d_h (f-CLSWGAN)"),
+        "n_syn": Int(
+            default={"AWA1": 1800, "AWA2": 1800, "*": 300},
+            help="generated features per unseen class for the recognition classifier",
+        ),
+        "cls_lr": Float(default=1e-3, gt=0),
+        "cls_epochs": Int(default=25),
         "pre_epochs": Int(default=20, help="epochs of C_pre on the real training features"),
         "centre_momentum": Float(default=0.9, low=0, high=0.999),
     }
