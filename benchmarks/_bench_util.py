@@ -107,9 +107,10 @@ def fixed_size_space(
 ) -> Path:
     """``search_spaces/<method>.yaml`` without the size parameters, written to ``out_dir``.
 
-    Every trial then has the trainer's paper defaults (K=3, hidden 2048, batch 32) or ``overrides`` for them, so
-    all trials cost the same. (``SweepOptions.overrides`` alone does not fix a parameter that is in the space: the
-    sampled value wins in the trial; see benchmarks/README.md.)
+    Every trial then has the sweep's ``overrides`` for them, else the trainer's declared defaults (the paper's: K=3
+    on AWA2, hidden 2048, batch 32; not the space's CPU-sized first trial, hidden 1024), so all trials cost the same;
+    the benchmarks here pass K, hidden and batch_size in ``overrides`` explicitly. (``SweepOptions.overrides`` alone
+    does not fix a parameter that is in the space: the sampled value wins in the trial; see benchmarks/README.md.)
     """
     import yaml
 

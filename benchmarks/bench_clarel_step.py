@@ -22,6 +22,7 @@ import torch
 
 from zsltune.data.protocol import StageData
 from zsltune.methods.clarel import CLAREL
+from zsltune.space import load_space
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -80,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     a = parse_args(argv)
     data = fake_stage(a)
     cfg = {
+        **load_space("clarel").defaults(data.dataset),  # the rest: the space's first trial, not the paper's
         "batch_size": a.batch,
         "embed_dim": a.embed_dim,
         "lstm_units": a.lstm_units,

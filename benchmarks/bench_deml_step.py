@@ -19,6 +19,7 @@ import torch
 from benchmarks._bench_util import interleaved_step_times, print_step_table
 from zsltune.data.sources import StageRequest, get_source
 from zsltune.methods import get_method
+from zsltune.space import load_space
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -38,13 +39,14 @@ def main(argv: list[str] | None = None) -> None:
     a = parse_args(argv)
     data = get_source("images").load(StageRequest(dataset=a.dataset, stage="val"))
     cls = get_method("deml")
+    base = load_space("deml").defaults(data.dataset)  # the space's first trial, not the trainer's paper defaults
     configs: dict[str, tuple[dict[str, Any], str, bool]] = {}
     for arm in a.arms:
         i, j = (int(v) for v in arm.split(":"))
-        configs[f"cpu ({i},{j})"] = ({"I": i, "J": j}, "cpu", False)
+        configs[f"cpu ({i},{j})"] = ({**base, "I": i, "J": j}, "cpu", False)
         if torch.cuda.is_available():
-            configs[f"cuda fp32 ({i},{j})"] = ({"I": i, "J": j}, "cuda", False)
-            configs[f"cuda bf16+channels-last ({i},{j})"] = ({"I": i, "J": j, "amp": True}, "cuda", True)
+            configs[f"cuda fp32 ({i},{j})"] = ({**base, "I": i, "J": j}, "cuda", False)
+            configs[f"cuda bf16+channels-last ({i},{j})"] = ({**base, "I": i, "J": j, "amp": True}, "cuda", True)
     trainers = {}
     for name, (cfg, dev, cl) in configs.items():
         t = cls(cfg, data, device=dev, seed=0, max_epochs=100, iteration_steps=1)

@@ -58,12 +58,15 @@ def checkpoint_cost(data_root: str, batch_size: int, work: Path, reps: int = 3) 
 
     from zsltune.data import load_stage
     from zsltune.methods import get_method
+    from zsltune.space import load_space
 
     torch.set_num_threads(1)
     data = load_stage("AWA2", "val", data_root=data_root)
     n = 2 * batch_size  # a short epoch on a slice: the checkpoint does not depend on the data, Adam's state does
     data = dataclasses.replace(data, x_train=data.x_train[:n], y_train=data.y_train[:n])
-    trainer = get_method("crnet")({"batch_size": batch_size}, data, max_epochs=1)
+    # the sweep's trial: the space's first trial with the sweep's fixed sizes (the paper's K and hidden)
+    config = {**load_space("crnet").defaults(data.dataset), "K": 3, "hidden": 2048, "batch_size": batch_size}
+    trainer = get_method("crnet")(config, data, max_epochs=1)
     trainer.fit_epoch()
     save, copy = [], []
     for _ in range(reps):
@@ -154,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
             quiet=True,
             storage=str(work / "sweeps"),
             name="overhead",
-            overrides={"batch_size": a.batch_size},
+            overrides={"K": 3, "hidden": 2048, "batch_size": a.batch_size},  # the paper's sizes, as documented
         )
     )
     wall = time.time() - t0

@@ -19,6 +19,7 @@ import torch
 from benchmarks._bench_util import default_data_root, interleaved_step_times, print_step_table
 from zsltune.data.sources import StageRequest, get_source
 from zsltune.methods import get_method
+from zsltune.space import load_space
 
 
 def parse_arm(arm: str) -> dict[str, Any]:
@@ -49,7 +50,8 @@ def main(argv: list[str] | None = None) -> None:
     cls = get_method("sgma")
     configs: dict[str, tuple[dict[str, Any], str]] = {}
     for arm in a.arms:
-        cfg = {**parse_arm(arm), "warmup_steps": 0}  # the parts from the first step
+        # the space's first trial (part_size 32), not the trainer's paper defaults; the parts from the first step
+        cfg = {**load_space("sgma").defaults(data.dataset), **parse_arm(arm), "warmup_steps": 0}
         configs[f"cpu {arm}"] = (cfg, "cpu")
         if torch.cuda.is_available():
             configs[f"cuda fp32 {arm}"] = (cfg, "cuda")

@@ -226,7 +226,7 @@ def run_mode(a: argparse.Namespace) -> None:
             quiet=True,
             storage=str(Path(a.work) / "sweeps"),
             name=f"{a.mode}-{a.trials}",
-            overrides={"batch_size": a.batch_size},
+            overrides={"K": 3, "hidden": 2048, "batch_size": a.batch_size},  # the paper's sizes, as documented
         )
     )
     t1 = time.time()

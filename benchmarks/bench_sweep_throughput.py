@@ -87,7 +87,7 @@ def zsltune_side(a: argparse.Namespace) -> None:
             name=SIDE_NAME,
             cpus_per_trial=1.0,
             max_concurrent=2,
-            overrides={"hidden": 2048, "batch_size": a.batch_size, "K": 3},
+            overrides={"hidden": 2048, "batch_size": a.batch_size, "K": 3},  # paper sizes on purpose: as handwritten
         )
     )
 

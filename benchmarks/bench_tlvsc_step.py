@@ -24,6 +24,7 @@ import torch
 from benchmarks._bench_util import time_step
 from zsltune.data.protocol import StageData
 from zsltune.methods.tlvsc import TLVSC
+from zsltune.space import load_space
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -65,7 +66,14 @@ def fake_stage(a: argparse.Namespace) -> StageData:
 def main(argv: list[str] | None = None) -> None:
     a = parse_args(argv)
     data = fake_stage(a)
-    cfg = {"hidden": a.hidden, "n_critic": a.n_critic, "batch_size": a.batch, "n_syn": a.n_syn}
+    # the space's first trial for the rest (lr, alpha2, ...), not the trainer's paper defaults
+    cfg = {
+        **load_space("tlvsc").defaults(data.dataset),
+        "hidden": a.hidden,
+        "n_critic": a.n_critic,
+        "batch_size": a.batch,
+        "n_syn": a.n_syn,
+    }
     configs: dict[str, dict[str, Any]] = {
         "cpu fp32, full": {"device": "cpu", "config": {**cfg, "ablation": "full"}},
         "cpu fp32, gen only": {"device": "cpu", "config": {**cfg, "ablation": "gen"}},

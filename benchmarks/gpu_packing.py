@@ -24,6 +24,7 @@ def _trial(method: str, dataset: str, n: int, seconds: float, steps: int, out: A
 
     from zsltune.data.sources import StageRequest
     from zsltune.methods import TrialOutOfMemory, get_method
+    from zsltune.space import load_space
 
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     if dev == "cuda":
@@ -34,7 +35,8 @@ def _trial(method: str, dataset: str, n: int, seconds: float, steps: int, out: A
     data = cls.source({}).load(StageRequest(dataset=dataset, stage="val"))
     iters, oom = 0, ""
     try:
-        t = cls({}, data, device=dev, seed=0, iteration_steps=steps)
+        # the space's first trial (CPU-sized), not the trainer's paper defaults
+        t = cls(load_space(method).defaults(data.dataset), data, device=dev, seed=0, iteration_steps=steps)
         t0 = time.time()
         while time.time() - t0 < seconds:
             t.fit_epoch()

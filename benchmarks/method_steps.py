@@ -23,6 +23,7 @@ import torch
 from benchmarks._bench_util import default_data_root, interleaved_step_times
 from zsltune.data.sources import StageRequest
 from zsltune.methods import get_method, list_methods
+from zsltune.space import available_spaces, load_space
 
 #: steady-state steps: a method whose first steps differ from the rest starts past them
 STEADY: dict[str, dict[str, Any]] = {"sgma": {"warmup_steps": 0}}  # the parts from the first step
@@ -70,10 +71,12 @@ def measure(
     for name in names:
         cls = get_method(name)
         data = cls.source({}).load(StageRequest(dataset=dataset, stage="val", data_root=data_root))
+        # the space's (CPU-sized) first trial, not the trainer's paper defaults
+        space = load_space(name).defaults(data.dataset) if name in available_spaces() else {}
         for label, dev, amp, comp in devices(compiled=compiled):
             if comp and name not in COMPILE:
                 continue
-            cfg = {**STEADY.get(name, {}), **(overrides or {}).get(name, {}), "amp": amp}
+            cfg = {**space, **STEADY.get(name, {}), **(overrides or {}).get(name, {}), "amp": amp}
             tr = cls(cfg, data, device=dev, seed=0, iteration_steps=1)
             if comp:
                 COMPILE[name](tr)

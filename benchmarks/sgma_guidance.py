@@ -65,8 +65,10 @@ def map_hits(trainer: Any, stage: Any, root: Path) -> tuple[float, float]:
 
 def run_arm(stage: Any, root: Path, *, seed: int, crop: str, steps: int, small: dict | None = None) -> dict[str, float]:
     from zsltune.methods import get_method
+    from zsltune.space import load_space
 
-    t = get_method("sgma")({**(small or SMALL), "crop_method": crop}, stage, seed=seed, max_epochs=1,
+    base = load_space("sgma").defaults(stage.dataset)  # the rest (lr, ...): the space's first trial, not the paper's
+    t = get_method("sgma")({**base, **(small or SMALL), "crop_method": crop}, stage, seed=seed, max_epochs=1,
                            iteration_steps=steps)  # fmt: skip
     t.fit_epoch()
     out = t.evaluate()
