@@ -149,30 +149,3 @@ def test_live_check_sets_both_replays_beside_the_sweeps(tmp_path: Path, monkeypa
     got = suite.live_piece(False, tmp_path)
     assert {"random live best", "tpe+asha replay mean", "tpe+asha replay mean (surrogate)"} <= set(got["figures"])
     assert got["text"].count("surrogate replay at the same compute") == 2
-
-
-@pytest.mark.slow
-def test_record_pool_repeats_the_first_configurations_at_new_seeds(
-    tiny_dataset_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Two real sweeps on a tiny dataset: 3 random configurations, the first 2 again at a second trial seed."""
-    import zsltune.sweep
-    from benchmarks.record_pool import record
-
-    ran, run_sweep = [], zsltune.sweep.run_sweep
-    monkeypatch.setattr(zsltune.sweep, "run_sweep", lambda o: ran.append(o) or run_sweep(o))
-    out = record(
-        dataset=str(tiny_dataset_dir), num_samples=3, max_epochs=2, out=tmp_path / "pool.parquet",
-        overrides={"hidden": 32}, repeats=2, repeat_first=2, seed=3,
-    )  # fmt: skip
-    pool = pd.read_parquet(out)
-    seeds = pool.groupby("config_id")["seed"].apply(lambda s: sorted(set(s)))
-    assert list(seeds) == [[0, 1], [0, 1], [0]], seeds
-    cols = [c for c in pool.columns if c.startswith("config/")]
-    for _, runs in pool.groupby("config_id"):
-        assert len(runs[cols].astype(str).drop_duplicates()) == 1  # the repeat is the same configuration
-    table = Table.read_frame(pool, "crnet")
-    assert table.runs.shape == (3, 2, 2) and list(table.seeds) == [2, 2, 1]
-    assert np.isfinite(table.runs[:2]).all()  # (tiny CRnet stays on its plateau: H 0 at either seed)
-    # the repeats: the sweep's grid of fixed configurations at trial seed 4 = --seed + 1, the random sweep's at 3
-    assert [(o.sampler, o.seed, o.repeats, len(o.grid)) for o in ran] == [("random", 3, 1, 0), ("tpe", 4, 1, 1)]
