@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from zsltune.errors import ConfigError, UnknownNameError
 from zsltune.results import EPOCH_COLUMNS, TRIAL_COLUMNS
 from zsltune.space import load_space
 from zsltune.sweep import SweepOptions, run_sweep
+from zsltune.sweep.options import load_options
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -464,3 +466,40 @@ def test_interrupted_sweep_resumed_with_more_concurrency_starts_the_rest_anew(
     assert newest == set(trials["trial_id"]) - set(before["trial_id"]) and len(newest) == 1
     assert len(_study(sweep).trials) == 2
     assert json.loads((sweep / "zsltune.json").read_text())["max_concurrent"] == 2
+
+
+def test_compute_budget_gives_costlier_configurations_fewer_iterations(
+    local_ray, tiny_dataset_dir: Path, tmp_path: Path
+) -> None:
+    """``--budget compute``: a real ASHA search where only batch_size varies. An iteration of batch b (2 steps of b
+    samples) costs b/64 of the defaults', so batch 256 spends the budget of 4 in one iteration, batch 32 in eight."""
+    doc = yaml.safe_load(load_space("linear").path.read_text())  # type: ignore[union-attr]
+    doc["parameters"]["batch_size"] = {"type": "categorical", "choices": [32, 64, 256], "default": 64}
+    space = tmp_path / "cost.yaml"
+    space.write_text(yaml.safe_dump(doc))
+    fixed = {k: v for k, v in load_space("linear").defaults("tiny").items() if k != "batch_size"}
+    res = run_sweep(
+        opts(
+            tiny_dataset_dir, tmp_path, space=str(space), name="cost", budget="compute", sampler="random", seed=2,
+            num_samples=3, max_epochs=4, grace_period=1, iteration_steps=2, overrides=fixed, max_concurrent=2,
+        )
+    )  # fmt: skip
+    trials, epochs = pd.read_parquet(res.trials_path), pd.read_parquet(res.epochs_path)
+    assert "compute" in epochs and "horizon" in epochs
+    by_batch: dict[int, list[int]] = {}
+    for tid, rows in epochs.sort_values("epoch").groupby("trial_id"):
+        t = trials[trials.trial_id == tid].iloc[0]
+        b = int(t["config/batch_size"])
+        assert list(rows["epoch"]) == list(range(1, len(rows) + 1))
+        assert rows["compute"].tolist() == pytest.approx([e * b / 64 for e in rows["epoch"]])  # its cost per iteration
+        assert (rows["horizon"] == math.ceil(4 * 64 / b)).all()
+        assert (t["status"] == "completed") == (rows["compute"].iloc[-1] >= 4)
+        by_batch.setdefault(b, []).append(len(rows))
+    assert {32, 256} <= set(by_batch), by_batch  # the seed draws a cheap and a costly configuration
+    assert by_batch[256] == [1] * len(by_batch[256])  # the costliest spends the whole budget in one iteration
+    assert max(by_batch[256]) < min(by_batch[32])
+    journal = optuna.storages.journal.JournalFileBackend(str(res.sweep_dir / "optuna.journal"))
+    study = optuna.load_study(study_name="cost", storage=optuna.storages.JournalStorage(journal))
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == (trials.status == "completed").sum()  # a full budget is COMPLETE, not PRUNED
+    assert load_options(res.sweep_dir).budget == "compute"

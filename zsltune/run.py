@@ -117,6 +117,13 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-epochs", type=int, help="iterations per trial (default: the space's)")
     g.add_argument("--grace-period", type=int, help="iterations before a trial may be stopped (default: the space's)")
     g.add_argument(
+        "--budget",
+        choices=("iterations", "compute"),
+        default="iterations",
+        help="what --max-epochs and --grace-period count: Tune iterations (default), or compute: samples through the "
+        "model, in iterations of the space's defaults, so a costlier configuration gets fewer iterations",
+    )
+    g.add_argument(
         "--iteration-steps",
         type=int,
         metavar="N",
@@ -204,6 +211,7 @@ def _run(args: argparse.Namespace) -> int:
         metric=args.metric,
         max_epochs=args.max_epochs,
         grace_period=args.grace_period,
+        budget=args.budget,
         iteration_steps=args.iteration_steps,
         profile=args.profile,
         defaults_first=args.defaults_first,

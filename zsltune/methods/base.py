@@ -19,6 +19,7 @@ its loss terms with :class:`LossMeter` and moves its learning rate with :meth:`T
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -150,6 +151,20 @@ class Trainer(ABC, Generic[DataT]):
         """Batches in one pass over the training rows (``batch_size`` of the config; override where it differs)."""
         data = cast(FeatureBundle, self.data)  # this default reads features; image trainers override it
         return pass_length(len(data.y_train), int(self.config["batch_size"]))
+
+    def step_cost(self) -> float:
+        """Samples one optimisation step pushes through the model, the unit of a compute budget (``zsltune run
+        --budget compute``): the config's ``batch_size``, 1 without one; override where a step runs more batches."""
+        return float(self.config.get("batch_size", 1))
+
+    def iteration_cost(self, config: Mapping[str, Any] | None = None) -> float:
+        """Samples one Tune iteration pushes through the model (its steps x :meth:`step_cost`) under ``config``, a
+        complete configuration of this trainer (default: its own)."""
+        view = self
+        if config is not None:  # a shallow copy: steps_per_epoch and step_cost read the config and the data only
+            view = copy.copy(self)
+            view.config = dict(config)
+        return (view.iteration_steps or view.steps_per_epoch()) * view.step_cost()
 
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         """Compatibility scores (n, C) of images x (n, D) against every stage class (GZSL methods)."""

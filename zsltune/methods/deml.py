@@ -162,6 +162,9 @@ class DeML(ImageTrainer[ImageStage]):
     def steps_per_epoch(self) -> int:
         return max(1, len(self.labels) // (int(self.config["batch_classes"]) * int(self.config["per_class"])))
 
+    def step_cost(self) -> float:
+        return float(int(self.config["batch_classes"]) * int(self.config["per_class"]))  # the batch's images
+
     # ---- data -----------------------------------------------------------------------------------------------
     def sample_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``batch_classes`` x ``per_class`` training images (random crop + flip), (B, 3, c, c) in [-1, 1], (B,)."""

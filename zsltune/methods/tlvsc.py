@@ -24,10 +24,11 @@ critic updates on fresh batches per G/I update, which reuses the last batch; the
 running memory (:class:`~zsltune.layers.gan.CentreMemory`), so L_wass is defined when a batch holds one image of a
 class; Sinkhorn ε relative to the cost's mean.
 
-Budget: one optimisation step is one generator iteration (n_critic critic updates + one G/I update). Every Tune
-iteration ends with the recognition fit, so ASHA sees validation H of the current generator. ``ablation`` selects the
-paper's Table 2 rows: ``gen`` (S1: G, D1, L_CLS; classifier on x), ``gen+inf`` (S2: + I, D2, D3), ``gen+inf+feat``
-(S3: classifier on [x; f; ĥ]), ``full`` (S4: + Wasserstein alignment).
+Budget: one optimisation step is one generator iteration (n_critic critic updates + one G/I update), which costs
+batch_size x (n_critic + 1) samples under a compute budget (``--budget compute``). Every Tune iteration ends with
+the recognition fit, so ASHA sees validation H of the current generator. ``ablation`` selects the paper's Table 2
+rows: ``gen`` (S1: G, D1, L_CLS; classifier on x), ``gen+inf`` (S2: + I, D2, D3), ``gen+inf+feat`` (S3: classifier
+on [x; f; ĥ]), ``full`` (S4: + Wasserstein alignment).
 """
 
 from __future__ import annotations
@@ -200,6 +201,10 @@ class TLVSC(FeatureTrainer):
         # one step is a generator iteration over n_critic + 1 batches; a pass is N / (B · n_critic) of them
         per = int(self.config["batch_size"]) * int(self.config["n_critic"])
         return max(1, len(self.data.y_train) // per)
+
+    def step_cost(self) -> float:
+        # a generator iteration: n_critic critic batches and one G/I batch
+        return float(int(self.config["batch_size"]) * (int(self.config["n_critic"]) + 1))
 
     # ---- losses ---------------------------------------------------------------------------------------------
     def noise(self, n: int) -> torch.Tensor:

@@ -14,6 +14,7 @@ from ray import tune
 from zsltune.errors import DIVERGED
 from zsltune.results import EPOCHS_FILE, TRIALS_FILE, ResultsSink
 from zsltune.storage import Location
+from zsltune.sweep.budget import reached
 from zsltune.sweep.overrides import split_config
 
 #: the driver's files a remote sweep uploads after each write (the Optuna journal with the rows it matches)
@@ -118,8 +119,8 @@ class ParquetCallback(tune.Callback):
             self.sink.record_failure(trial.trial_id, str(last[DIVERGED]))
             self.sink.end_trial(trial.trial_id, status="failed", error=str(last[DIVERGED]))
         else:
-            epochs = int(last.get("epoch", 0))
-            self.sink.end_trial(trial.trial_id, status="completed" if epochs >= self.max_epochs else "stopped")
+            done = reached(last, self.max_epochs)  # its whole budget: max_epochs, or what its compute allows
+            self.sink.end_trial(trial.trial_id, status="completed" if done else "stopped")
         self._flush(force=True)
         self._progress(trials, force=True)
 

@@ -18,6 +18,7 @@ from zsltune.methods import Trainer, get_method, import_object
 from zsltune.methods.hparams import check_space, check_value
 from zsltune.space import SearchSpace, load_space
 from zsltune.storage import Location, check_writable, parse_storage
+from zsltune.sweep.budget import BUDGETS
 from zsltune.sweep.search import SCHEDULERS, make_sampler
 
 #: trials of a search when ``--num-samples`` is not given
@@ -57,8 +58,9 @@ class SweepOptions:
     metric: str | None = None  # "H", or "U,S" for a multi-objective study
     profile: str | None = None  # first trial from the space's named profile (e.g. "paper") instead of its defaults
     defaults_first: bool = True  # False: every trial from the sampler (no defaults or profile enqueued first)
-    max_epochs: int | None = None  # iterations per trial
+    max_epochs: int | None = None  # iterations per trial (compute budget: iterations of the space's defaults)
     grace_period: int | None = None
+    budget: str = "iterations"  # what max_epochs and grace count: Tune iterations, or compute (zsltune.sweep.budget)
     iteration_steps: int | None = None  # steps per iteration; 0: an epoch; None: the space's
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
@@ -108,6 +110,10 @@ class TrialSpec:
     method_path: str | None = None
     #: the metrics the scheduler and searcher read: a diverged trial's last result holds each of them as NaN
     metrics: tuple[str, ...] = ()
+    #: "compute": each trial runs until it has spent max_epochs iterations of ``reference`` (zsltune.sweep.budget)
+    budget: str = "iterations"
+    #: the space's default configuration, complete (the first trial's), whose iteration is a compute budget's unit
+    reference: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -186,6 +192,7 @@ def _check_options(o: SweepOptions, space: SearchSpace, trainer_cls: type[Traine
         (o.max_failures >= 0, f"--max-failures must be >= 0, got {o.max_failures}"),
         (o.checkpoint_every >= 1, f"--checkpoint-every must be >= 1, got {o.checkpoint_every}"),
         (o.stage in STAGES, f"--stage must be one of {', '.join(STAGES)}, got {o.stage}"),
+        (o.budget in BUDGETS, f"--budget must be one of {', '.join(BUDGETS)}, got {o.budget}"),
         (o.resume or o.name is None or "/" not in o.name, f"--name must be a plain name, got {o.name}"),
     ]
     for ok, msg in checks:
@@ -398,6 +405,11 @@ def prepare(o: SweepOptions) -> tuple[SweepOptions, SearchSpace, Path, list[str]
         raise ConfigError(
             f"--metric {','.join(metrics)}: --scheduler {o.scheduler} stops trials on one metric ({space.metric}), "
             f"which would decide the front; pass --scheduler fifo for a multi-objective search"
+        )
+    if o.budget == "compute" and o.scheduler == "pbt" and not o.is_grid:
+        raise ConfigError(
+            "--budget compute and --scheduler pbt: PBT clones a trial's checkpoint into another configuration, so "
+            "its compute would not be its own; use --scheduler asha (hyperband, median, fifo) or --budget iterations"
         )
     if not o.resume:
         check_writable(storage)  # every option checked: now the folder (or bucket), before anything is written

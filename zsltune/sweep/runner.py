@@ -137,6 +137,9 @@ def run_sweep(o: SweepOptions) -> SweepResult:
         memory_per_trial=o.memory_per_trial,
         iteration_steps=o.iteration_steps or None,
         metrics=tuple(dict.fromkeys([*metrics, space.metric])),
+        budget=o.budget,
+        # what the first trial runs: a compute budget's unit is one iteration of it
+        reference={**cls.default_config(info.dataset), **first_trial(cls, space, info.dataset), **o.overrides},
     )
     sched_metric = space.metric if multi else metrics[0]
     meta = {
@@ -179,7 +182,7 @@ def run_sweep(o: SweepOptions) -> SweepResult:
         loc.upload([OPTIONS_FILE])
         scheduler = make_scheduler(
             o.scheduler, space, metric=sched_metric, mode=space.mode, max_epochs=o.max_epochs,
-            grace=o.grace_period, seed=o.seed,
+            grace=o.grace_period, seed=o.seed, budget=o.budget,
         )  # fmt: skip
         searcher, param_space = make_searcher(
             o, space, metrics, sweep_dir=sweep_dir, defaults=first_trial(cls, space, info.dataset)
@@ -219,7 +222,7 @@ def run_sweep(o: SweepOptions) -> SweepResult:
                 f"= {grid_trials} trials, full budget each"
                 if o.is_grid
                 else f"{o.num_samples} trials, {o.sampler} + {o.scheduler}"
-            )
+            ) + (", compute budget" if o.budget == "compute" else "")
             yield Job(
                 **common,
                 param_space=param_space,
@@ -289,7 +292,7 @@ def _more_trials(
         return
     scheduler = make_scheduler(
         o.scheduler, space, metric=sched_metric, mode=space.mode, max_epochs=o.max_epochs or 1,
-        grace=o.grace_period or 1, seed=o.seed,
+        grace=o.grace_period or 1, seed=o.seed, budget=o.budget,
     )  # fmt: skip
     searcher, _ = make_searcher(o, space, metrics, sweep_dir=sweep_dir, defaults=defaults, ran=len(ran))
     added = ParquetCallback(

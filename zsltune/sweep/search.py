@@ -25,6 +25,7 @@ from ray.tune.search.optuna import OptunaSearch
 from zsltune.errors import DIVERGED, ConfigError, UnknownNameError
 from zsltune.metrics import AUSUC, H_ALPHA, H_CAL, NMI, ZSL_TOP1, H, S, U, recall_key
 from zsltune.space import SearchSpace
+from zsltune.sweep.budget import reached, time_attr
 
 SAMPLERS = ("tpe", "cmaes", "gp", "random", "qmc", "nsga2")
 SCHEDULERS = ("asha", "hyperband", "median", "pbt", "fifo")
@@ -72,7 +73,8 @@ class PruneAwareOptunaSearch(OptunaSearch):
     """OptunaSearch that tells the study a trial stopped early by the scheduler was PRUNED, not COMPLETE.
 
     Ray's OptunaSearch reports an ASHA-stopped trial as COMPLETE with its early score, so TPE would treat a
-    3-epoch score as a fully trained one. A trial that ends before ``max_epochs`` is pruned here.
+    3-epoch score as a fully trained one. A trial that ends before its budget (``max_epochs``, or the iterations a
+    compute budget allows it: :func:`~zsltune.sweep.budget.reached`) is pruned here.
     """
 
     def __init__(self, *args: Any, max_epochs: int, rank_metric: str, rank_mode: str, **kwargs: Any) -> None:
@@ -125,7 +127,7 @@ class PruneAwareOptunaSearch(OptunaSearch):
         if result is not None and DIVERGED in result:  # the configuration failed: Optuna records it as FAIL
             error, result = True, None
         best = self._annotate(trial_id)
-        done = result is not None and int(result.get("epoch", 0)) >= self.max_epochs
+        done = result is not None and reached(result, self.max_epochs)
         if done and best is not None:
             result = {**result, **best}  # the study's value: the metric at the best iteration
         if error or done or result is None or trial_id in self._completed_trials:
@@ -157,23 +159,34 @@ def no_new_trials() -> Iterator[None]:
 
 # ---- schedulers ---------------------------------------------------------------------------------------------
 def make_scheduler(
-    name: str, space: SearchSpace, *, metric: str, mode: str, max_epochs: int, grace: int, seed: int
+    name: str,
+    space: SearchSpace,
+    *,
+    metric: str,
+    mode: str,
+    max_epochs: int,
+    grace: int,
+    seed: int,
+    budget: str = "iterations",
 ) -> TrialScheduler:
+    """The ``--scheduler`` of a search; ``max_epochs`` and ``grace`` count Tune iterations, or under ``budget``
+    "compute" iterations of the space's defaults (the ``compute`` result key: :mod:`zsltune.sweep.budget`)."""
     if name not in SCHEDULERS:
         raise UnknownNameError(f"--scheduler {name}: unknown scheduler; valid schedulers: {', '.join(SCHEDULERS)}")
     common = {"metric": metric, "mode": mode}
+    attr = time_attr(budget)
     if name == "asha":
         return ASHAScheduler(
-            time_attr="training_iteration",
+            time_attr=attr,
             max_t=max_epochs,
             grace_period=min(grace, max_epochs),
             reduction_factor=3,
             **common,
         )
     if name == "hyperband":
-        return HyperBandScheduler(time_attr="training_iteration", max_t=max_epochs, reduction_factor=3, **common)
+        return HyperBandScheduler(time_attr=attr, max_t=max_epochs, reduction_factor=3, **common)
     if name == "median":
-        return MedianStoppingRule(time_attr="training_iteration", grace_period=grace, min_samples_required=3, **common)
+        return MedianStoppingRule(time_attr=attr, grace_period=grace, min_samples_required=3, **common)
     if name == "pbt":
         mutations = _pbt_mutations(space)
         if not mutations:

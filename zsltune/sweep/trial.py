@@ -9,7 +9,7 @@ import socket
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from ray import tune
 from zsltune.data.protocol import Bundle
 from zsltune.errors import DIVERGED, ConfigError, TrialDiverged, TrialOutOfMemory
 from zsltune.methods import Trainer, get_method, import_method
+from zsltune.sweep import budget
 from zsltune.sweep.options import TrialSpec
 from zsltune.sweep.overrides import split_config
 
@@ -126,6 +127,10 @@ def run_trial(config: dict[str, Any], data: Bundle, spec: TrialSpec) -> None:
     seed and max_epochs replace the spec's (max_epochs is the learning-rate schedule's horizon); stop_epoch ends the
     trial after that many epochs (a rerun trains a configuration for the epochs the search selected, on the
     search's schedule); knobs freezes the trainer's knobs (values chosen on validation).
+
+    Under a compute budget (``spec.budget``) the trial runs the iterations its configuration's compute allows
+    (:func:`~zsltune.sweep.budget.horizon`), which are also its lr schedule's horizon, and every result carries its
+    cumulative ``compute``.
     """
     sampled, over = split_config(config)
     config = over.hyperparameters(sampled)
@@ -134,7 +139,6 @@ def run_trial(config: dict[str, Any], data: Bundle, spec: TrialSpec) -> None:
         seed=spec.seed if over.seed is None else over.seed,
         max_epochs=spec.max_epochs if over.max_epochs is None else over.max_epochs,
     )
-    stop = int(over.stop_epoch or spec.max_epochs)
     knobs = dict(over.knobs)
     torch.set_num_threads(max(1, int(spec.cpus_per_trial)))
     # denormal floats (Adam's second moments and saturated units decay into them) cost ~100x on x86 CPUs: a CRnet
@@ -144,7 +148,7 @@ def run_trial(config: dict[str, Any], data: Bundle, spec: TrialSpec) -> None:
     device = _trial_device(spec)
     try:
         with host_memory_cap(spec.memory_per_trial):
-            _train(config, data, spec, device, stop=min(stop, spec.max_epochs), knobs=knobs)
+            _train(config, data, spec, device, stop_epoch=over.stop_epoch, knobs=knobs)
     except (MemoryError, RuntimeError) as exc:  # classified outside the cap, so reporting has memory to work with
         oom = out_of_memory(exc, spec)
         if oom is None:
@@ -158,7 +162,13 @@ def trainer_class(spec: TrialSpec) -> type[Trainer]:
 
 
 def _train(
-    config: dict[str, Any], data: Bundle, spec: TrialSpec, device: torch.device, *, stop: int, knobs: dict[str, float]
+    config: dict[str, Any],
+    data: Bundle,
+    spec: TrialSpec,
+    device: torch.device,
+    *,
+    stop_epoch: int | None,
+    knobs: dict[str, float],
 ) -> None:
     trainer: Trainer = trainer_class(spec)(
         {**config, **spec.overrides},
@@ -169,6 +179,8 @@ def _train(
         knobs=knobs,
         iteration_steps=spec.iteration_steps,
     )
+    spent = _compute_meter(trainer, spec)
+    stop = min(int(stop_epoch or trainer.max_epochs), trainer.max_epochs)
     device_s, restores = 0.0, 0
     ckpt = tune.get_checkpoint()
     if ckpt is not None:  # a retried, resumed or PBT-exploited trial continues from its checkpoint
@@ -195,7 +207,7 @@ def _train(
         except TrialDiverged as exc:
             # the configuration, not the infrastructure, failed: it would fail the same way again, so the trial
             # ends here (Tune retries only what raises) with the reason, and the search is told it failed
-            tune.report(_diverged_result(trainer, spec, f"{type(exc).__name__}: {exc}"))
+            tune.report({**_diverged_result(trainer, spec, f"{type(exc).__name__}: {exc}"), **spent()})
             return
         t2 = time.perf_counter()
         device_s += t2 - t0
@@ -213,6 +225,7 @@ def _train(
             "device": device.type,
             "pid": os.getpid(),
             "restores": restores,
+            **spent(),
         }
         if trainer.epoch % spec.checkpoint_every == 0 or trainer.epoch == stop:
             with tempfile.TemporaryDirectory() as d:
@@ -223,6 +236,18 @@ def _train(
                 tune.report(result, checkpoint=tune.Checkpoint.from_directory(d))
         else:
             tune.report(result)
+
+
+def _compute_meter(trainer: Trainer, spec: TrialSpec) -> Callable[[], dict[str, float]]:
+    """Under a compute budget: set the trainer's horizon to the iterations its compute allows, and return what each
+    result adds (its cumulative compute and that horizon); under an iteration budget, nothing."""
+    if spec.budget != "compute":
+        return lambda: {}
+    unit = trainer.iteration_cost(spec.reference)  # samples in one iteration of the space's defaults
+    horizon = budget.horizon(spec.max_epochs, own=trainer.iteration_cost(), unit=unit)
+    trainer.max_epochs = horizon  # the lr schedule spans the iterations this configuration trains
+    cost = trainer.step_cost()
+    return lambda: {budget.COMPUTE: trainer.step * cost / unit, budget.HORIZON: horizon}
 
 
 def _diverged_result(trainer: Trainer, spec: TrialSpec, reason: str) -> dict[str, Any]:
