@@ -109,6 +109,13 @@ def plan_rerun(sweep_dir: str | Path, *, top: int, seeds: int, by: str | None = 
     opts = sweep.options if isinstance(sweep.options, dict) else {}
     horizon, steps = int(opts.get("max_epochs") or 0), int(opts.get("iteration_steps") or 0)
     knob_names = _knob_names(sweep)
+    # a compute budget (--budget compute) gave each trial its own horizon: the length of its lr schedule
+    col = sweep.trials.get("last/horizon")
+    own = (
+        {}
+        if col is None
+        else {str(t): int(h) for t, h in zip(sweep.trials["trial_id"], col, strict=True) if h == h and h}
+    )
     selection = []
     for i, (_, row) in enumerate(table.head(top).iterrows(), start=1):
         best_epoch = plain(row.get("best_epoch"))
@@ -120,7 +127,7 @@ def plan_rerun(sweep_dir: str | Path, *, top: int, seeds: int, by: str | None = 
                 val=float(row[f"val/{by}"]),
                 epochs=max(1, epochs),
                 config=config_of(row, sweep.space_params),
-                schedule_epochs=max(horizon, epochs, 1),
+                schedule_epochs=max(own.get(str(row["trial_id"])) or horizon, epochs, 1),
                 budget_unit=f"{steps} steps" if steps else "epoch",
                 knobs={k: float(row[f"val/{k}"]) for k in knob_names if _finite(row.get(f"val/{k}"))},
             )

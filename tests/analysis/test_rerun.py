@@ -97,3 +97,14 @@ def test_rerun_refuses_to_overwrite_and_checks_resume(crnet_sweep: Path, crnet_r
     with pytest.raises(DataError, match=r"no trials\.parquet \(no Parquet results\)"):
         rerun(d, top=1, seeds=1, quiet=True)
     assert not (d / RERUN_DIR).exists()  # nothing written for a rerun that cannot start
+
+
+def test_a_compute_budget_trial_keeps_its_own_schedule_horizon(sweep_copy) -> None:
+    d = sweep_copy("compute")
+    trials = pd.read_parquet(d / "trials.parquet")
+    before = {s.trial_id: s.schedule_epochs for s in plan_rerun(d, top=3, seeds=1).selection}
+    trials["last/horizon"] = [7 + i for i in range(len(trials))]  # --budget compute: each trial's own iterations
+    trials.to_parquet(d / "trials.parquet", index=False)
+    own = dict(zip(trials["trial_id"], trials["last/horizon"], strict=True))
+    for s in plan_rerun(d, top=3, seeds=1).selection:
+        assert s.schedule_epochs == max(own[s.trial_id], s.epochs) != before[s.trial_id]
