@@ -1,6 +1,7 @@
 """A surrogate of the recorded pool (surrogate benchmarks: Eggensperger et al., 2015; YAHPO Gym: Pfisterer et al.,
-2022): a random forest maps a configuration and an iteration to the validation value there, trained on each
-configuration's curve averaged over its seeds, so a replay can answer a configuration nobody recorded.
+2022): a regressor of trees maps a configuration and an iteration to the validation value there, trained on each
+configuration's curve averaged over its seeds, so a replay can answer a configuration nobody recorded. Of a random
+forest, extremely randomised trees and gradient boosting, :func:`pick` keeps the one with the least leave-out error.
 
 It counts only where it predicts better than the pool itself can be trusted: its leave-configurations-out error
 (:func:`leave_out_error`, GroupKFold over configurations) must be below the seed noise (:func:`seed_noise`, the spread
@@ -52,24 +53,44 @@ class Encoder:
         return np.stack([self.row(r) for r in configs.to_dict("records")])
 
 
+#: the regressors a surrogate may be (:func:`pick` keeps the one with the least leave-out error): a random forest
+#: (Eggensperger et al., 2015's best), extremely randomised trees (smoother between recorded points: Geurts et al.,
+#: 2006) and gradient-boosted trees (histogram-based, as LightGBM)
+KINDS = ("forest", "extra", "boosting")
+
+
+def _regressor(kind: str, trees: int, seed: int) -> Any:
+    from sklearn.ensemble import ExtraTreesRegressor, HistGradientBoostingRegressor, RandomForestRegressor
+
+    if kind == "forest":
+        return RandomForestRegressor(n_estimators=trees, min_samples_leaf=2, random_state=seed, n_jobs=1)
+    if kind == "extra":
+        return ExtraTreesRegressor(n_estimators=trees, min_samples_leaf=2, random_state=seed, n_jobs=1)
+    if kind == "boosting":  # shallow trees: ~60 recorded configurations overfit deep ones
+        return HistGradientBoostingRegressor(max_iter=trees, max_depth=4, learning_rate=0.1, random_state=seed)
+    raise ValueError(f"surrogate kind {kind!r}: unknown; valid: {', '.join(KINDS)}")
+
+
 class Surrogate:
-    """The validation curve of a configuration, predicted: one forest over (configuration features, iteration).
+    """The validation curve of a configuration, predicted: one regressor (``kind``, default a random forest) over
+    (configuration features, iteration).
 
     ``noise`` > 0: each answered trial's curve is shifted by one Gaussian draw of that size (use the seed noise), so
     a strategy's repeats differ as real reruns would; 0 (the default) answers the predicted mean curve."""
 
     def __init__(
-        self, encoder: Encoder, horizon: int, *, trees: int = 100, seed: int = 0, noise: float = 0.0
+        self, encoder: Encoder, horizon: int, *, trees: int = 100, seed: int = 0, noise: float = 0.0,
+        kind: str = "forest",
     ) -> None:  # fmt: skip
-        from sklearn.ensemble import RandomForestRegressor
-
-        self.encoder, self.horizon, self.noise = encoder, horizon, noise
-        self.model = RandomForestRegressor(n_estimators=trees, min_samples_leaf=2, random_state=seed, n_jobs=1)
+        self.encoder, self.horizon, self.noise, self.kind = encoder, horizon, noise, kind
+        self.model = _regressor(kind, trees, seed)
 
     @classmethod
-    def of(cls, table: Table, *, trees: int = 100, seed: int = 0, noise: float = 0.0) -> Surrogate:
+    def of(
+        cls, table: Table, *, trees: int = 100, seed: int = 0, noise: float = 0.0, kind: str = "forest"
+    ) -> Surrogate:  # fmt: skip
         """Trained on every configuration of ``table`` (its seed-averaged curves)."""
-        s = cls(Encoder(table), table.horizon, trees=trees, seed=seed, noise=noise)
+        s = cls(Encoder(table), table.horizon, trees=trees, seed=seed, noise=noise, kind=kind)
         return s.fit(s.encoder.frame(table.configs), table.curves)
 
     def _rows(self, x: np.ndarray) -> np.ndarray:
@@ -103,7 +124,9 @@ def seed_noise(table: Table) -> dict[str, float]:
     return {"curve": curve, "best": best, "configs": len(rep)}
 
 
-def leave_out_error(table: Table, *, folds: int = 5, seed: int = 0, trees: int = 100) -> dict[str, float]:
+def leave_out_error(
+    table: Table, *, folds: int = 5, seed: int = 0, trees: int = 100, kind: str = "forest"
+) -> dict[str, float]:  # fmt: skip
     """RMSE of the surrogate on configurations it was not trained on, over curve points (``curve``) and over each
     curve's best value (``best``): KFold over configurations, so a curve's points are never split (GroupKFold by
     configuration). ``*_raw``: against the seed-averaged curves as recorded; the plain keys: with those targets' own
@@ -114,7 +137,9 @@ def leave_out_error(table: Table, *, folds: int = 5, seed: int = 0, trees: int =
     x, y = enc.frame(table.configs), table.curves
     pred = np.zeros_like(y)
     for train, test in KFold(n_splits=min(folds, len(x)), shuffle=True, random_state=seed).split(x):
-        s = Surrogate(enc, table.horizon, trees=trees, seed=seed)  # a forest per fold, on its configurations only
+        s = Surrogate(
+            enc, table.horizon, trees=trees, seed=seed, kind=kind
+        )  # a model per fold, on its configurations only
         pred[test] = s.fit(x[train], y[train]).predict(x[test])
     raw_curve = float(np.sqrt(np.mean((pred - y) ** 2)))
     raw_best = float(np.sqrt(np.mean((pred.max(1) - y.max(1)) ** 2)))
@@ -125,6 +150,13 @@ def leave_out_error(table: Table, *, folds: int = 5, seed: int = 0, trees: int =
         out["curve"] = math.sqrt(max(raw_curve**2 - noise["curve"] ** 2 * inv_k, 0.0))
         out["best"] = math.sqrt(max(raw_best**2 - noise["best"] ** 2 * inv_k, 0.0))
     return out
+
+
+def pick(table: Table, *, kinds: tuple[str, ...] = KINDS, **kw: Any) -> tuple[str, dict[str, dict[str, float]]]:
+    """The kind with the least leave-out error on each curve's best value (what a replay's fractions read), and
+    every kind's error: choosing among three on the same folds is model selection, reported beside the figure."""
+    errors = {k: leave_out_error(table, kind=k, **kw) for k in kinds}
+    return min(errors, key=lambda k: errors[k]["best"]), errors
 
 
 def verdict(error: dict[str, float], noise: dict[str, float]) -> tuple[bool | None, str]:

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from benchmarks.replay import Table, fraction, fractions, replay
-from benchmarks.surrogate import Surrogate, leave_out_error, seed_noise, verdict
+from benchmarks.surrogate import KINDS, Surrogate, leave_out_error, pick, seed_noise, verdict
 from zsltune.space import load_space
 
 
@@ -65,6 +65,15 @@ def test_surrogate_counts_on_a_smooth_function_and_not_on_noise() -> None:
     assert err["curve"] > noise["curve"] and err["best"] > noise["best"], (err, noise)
     ok, line = verdict(err, noise)
     assert ok is False and "does NOT count" in line
+
+
+def test_pick_keeps_the_kind_with_the_least_leave_out_error() -> None:
+    smooth = Table.read_frame(seeded_pool(n=40, repeated=10), "crnet")
+    kind, errors = pick(smooth, trees=20)
+    assert set(errors) == set(KINDS) and errors[kind]["best"] == min(e["best"] for e in errors.values())
+    assert errors["forest"] != errors["extra"]  # three models, not one under three names
+    with pytest.raises(ValueError, match="surrogate kind 'svm': unknown; valid: forest, extra, boosting"):
+        Surrogate.of(smooth, kind="svm")
 
 
 def test_surrogate_answers_a_replay() -> None:
