@@ -158,3 +158,4 @@ def test_live_check_sets_both_replays_beside_the_sweeps(tmp_path: Path, monkeypa
     got = suite.live_piece(False, tmp_path)
     assert {"random live best", "tpe+asha replay mean", "tpe+asha replay mean (surrogate)"} <= set(got["figures"])
     assert got["text"].count("surrogate replay at the same compute") == 2
+    assert got["text"].count("seed noise) -> ") == 4  # each band widened by the pool's measured seed noise
