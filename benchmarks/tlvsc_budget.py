@@ -86,6 +86,13 @@ def run(*, num_samples: int, seeds: list[int], max_epochs: int | None = None) ->
             f"seed {r.seed} {r.budget:10s}: best val H {r.best:.3f} after {r.compute:.1f} default-iterations of "
             f"compute ({r.iterations} trial-iterations, {r.wall_s:.0f} s)"
         )
+    for seed in seeds:  # each sweep's compute to reach the other's final best (inf: never)
+        it, co = (df[(df["seed"] == seed) & (df["budget"] == b)].iloc[0] for b in BUDGETS)
+        lines.append(
+            f"seed {seed}: --budget compute reaches the iterations sweep's best after "
+            f"{co['compute_to_iterations_best']:.1f}; --budget iterations reaches the compute sweep's best after "
+            f"{it['compute_to_compute_best']:.1f} default-iterations"
+        )
     mean = df.groupby("budget")[["best", "compute", "wall_s"]].mean()
     per_compute = mean["best"] / mean["compute"]
     lines.append(
