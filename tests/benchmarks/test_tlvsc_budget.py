@@ -46,8 +46,13 @@ def test_run_sets_each_sweeps_reach_of_the_others_best(tmp_path, monkeypatch: py
         )
         h = [0.1, 0.3, 0.4] if o.budget == "compute" else [0.1, 0.3]
         pd.DataFrame(
-            {"trial_id": "a", "epoch": range(1, len(h) + 1), "step": [100 * (i + 1) for i in range(len(h))],
-             "timestamp": range(len(h)), "H": h}  # fmt: skip
+            {
+                "trial_id": "a",
+                "epoch": range(1, len(h) + 1),
+                "step": [100 * (i + 1) for i in range(len(h))],
+                "timestamp": range(len(h)),
+                "H": h,
+            }
         ).to_parquet(d / "epochs.parquet")
         return SimpleNamespace(epochs_path=d / "epochs.parquet", sweep_dir=d)
 
