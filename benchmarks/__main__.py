@@ -100,7 +100,7 @@ def _finite(x: float) -> float | None:
 def replay_piece(quick: bool, out: Path) -> dict[str, Any]:
     """Every strategy on the pool twice, answered by the nearest recorded configuration and by the surrogate; the
     surrogate's leave-configurations-out error against the pool's seed noise decides whether its figures count."""
-    from benchmarks.record_pool import require_pool
+    from benchmarks.record_pool import pool_path, require_pool
     from benchmarks.replay import STRATEGIES, Table, compare, plot
     from benchmarks.surrogate import Surrogate, pick, seed_noise, verdict
     from zsltune.sweep.options import SweepOptions
@@ -108,6 +108,8 @@ def replay_piece(quick: bool, out: Path) -> dict[str, Any]:
     t0 = time.time()
     path = require_pool(POOL)
     table = Table.read(path, "crnet")
+    # the cache's pool by its variable, not this machine's home: results are committed
+    where = "$ZSLTUNE_CACHE/pools/crnet.parquet" if path == pool_path("crnet") else str(path)
     budget, repeats = 10 * table.horizon, REPLAY_REPEATS[quick]  # random search: 10 full trainings
     kind, errors = pick(table)
     error, noise = errors[kind], seed_noise(table)
@@ -125,7 +127,7 @@ def replay_piece(quick: bool, out: Path) -> dict[str, Any]:
                            "surrogate_kind": kind, "surrogate_errors": errors}  # fmt: skip
     lines = [
         f"pool: {len(table.configs)} CRnet configurations ({int((table.seeds > 1).sum())} at up to "
-        f"{int(table.seeds.max())} seeds) x {table.horizon} iterations ({path}); budget {budget} trial-iterations, "
+        f"{int(table.seeds.max())} seeds) x {table.horizon} iterations ({where}); budget {budget} trial-iterations, "
         f"{repeats} repeats a strategy",
         f"surrogate: {kind}, the least leave-out error on best H of "
         + ", ".join(f"{k} {e['best']:.4f}" for k, e in errors.items()),
