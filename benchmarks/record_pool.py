@@ -9,7 +9,8 @@ elsewhere and ``python -m benchmarks --pool PATH`` replays that file.
 ``--repeats K --repeat-first N`` then runs the first N configurations again at K-1 further trial seeds (a second
 sweep: the sweep's own grid of fixed configurations x seeds, FIFO, no searcher), so the pool measures seed noise
 too. Column ``seed`` is the repeat's index: 0 for the random sweep (trial seed ``--seed``), i for trial seed
-``--seed + i``; a pool written before the column existed reads as one seed.
+``--seed + i``; a pool written before the column existed reads as one seed. Until the repeats land, the first
+sweep's pool waits beside ``--out`` as ``<name>.first.parquet``: a failed repeat sweep names it and loses nothing.
 
     PYTHONPATH=. python -m benchmarks.record_pool --num-samples 60 --repeats 3 --repeat-first 30 --seed 5
         # the replay's CRnet pool: the space's defaults first (as a sweep enqueues them) and 59 random
@@ -182,20 +183,31 @@ def record(
         "space": space, "dataset": dataset, "max_epochs": max_epochs, "name": "pool", "quiet": True,
         "overrides": overrides or {},
     }  # fmt: skip
+    out = Path(out) if out is not None else pool_path(space)
     with tempfile.TemporaryDirectory() as tmp:
         res = run_sweep(
             SweepOptions(**common, sampler="random", scheduler="fifo", num_samples=num_samples, storage=tmp, seed=seed)
         )
         pool = pool_from_sweep(res.sweep_dir, metric)
     if repeats > 1 and repeat_first > 0:
+        # the first sweep (most of an hour) is kept on disk until the repeats have landed
+        first = out.with_name(f"{out.stem}.first{out.suffix}")
+        first.parent.mkdir(parents=True, exist_ok=True)
+        pool.to_parquet(first, index=False)
         grid, keys = repeat_grid(pool, space, repeat_first, overrides)
-        with tempfile.TemporaryDirectory() as tmp:
-            # the sweep's grid: trial seeds seed+1 .. seed+repeats-1 (grid seeds run from the sweep's seed on)
-            res = run_sweep(SweepOptions(**common, grid=grid, repeats=repeats - 1, storage=tmp, seed=seed + 1))
-            rep = repeats_from_sweep(res.sweep_dir, metric, pool, space, keys, seed, overrides)
-            pool = pd.concat([pool, rep], ignore_index=True)
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                # the sweep's grid: trial seeds seed+1 .. seed+repeats-1 (grid seeds run from the sweep's seed on)
+                res = run_sweep(SweepOptions(**common, grid=grid, repeats=repeats - 1, storage=tmp, seed=seed + 1))
+                rep = repeats_from_sweep(res.sweep_dir, metric, pool, space, keys, seed, overrides)
+        except Exception as e:
+            raise RuntimeError(
+                f"the repeat sweep failed ({type(e).__name__}: {e}); the first sweep's {pool['config_id'].nunique()} "
+                f"configurations are kept at {first} (one seed; python -m benchmarks --pool {first} replays them)"
+            ) from e
+        pool = pd.concat([pool, rep], ignore_index=True)
         pool = pool.sort_values(["config_id", "seed", "iteration"]).reset_index(drop=True)
-    out = Path(out) if out is not None else pool_path(space)
+        first.unlink()
     if append and out.exists():
         pool = merge_pools(pd.read_parquet(out), pool)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -159,3 +159,35 @@ def test_live_check_sets_both_replays_beside_the_sweeps(tmp_path: Path, monkeypa
     assert {"random live best", "tpe+asha replay mean", "tpe+asha replay mean (surrogate)"} <= set(got["figures"])
     assert got["text"].count("surrogate replay at the same compute") == 2
     assert got["text"].count("seed noise) -> ") == 4  # each band widened by the pool's measured seed noise
+
+
+def test_record_keeps_the_first_sweep_when_the_repeats_fail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The two sweeps stubbed (they take an hour): the first one's curves survive a failed repeat sweep, at a path
+    the error names; nothing is written at ``--out``."""
+    from types import SimpleNamespace
+
+    import zsltune.sweep
+    from benchmarks.record_pool import record
+
+    calls = []
+
+    def fake(o):
+        calls.append(o)
+        if len(calls) > 1:
+            raise OSError("node lost")
+        d = tmp_path / "sweep"
+        d.mkdir()
+        pd.DataFrame(
+            {"trial_id": ["a", "b"], "status": "completed", "config/lr": [3e-4, 6e-4], "config/hidden": [400, 1024]}
+        ).to_parquet(d / "trials.parquet")
+        pd.DataFrame({"trial_id": ["a", "a", "b", "b"], "epoch": [1, 2, 1, 2], "H": [0.0, 0.2, 0.1, 0.3]}).to_parquet(
+            d / "epochs.parquet"
+        )
+        return SimpleNamespace(sweep_dir=d)
+
+    monkeypatch.setattr(zsltune.sweep, "run_sweep", fake)
+    out = tmp_path / "pool.parquet"
+    with pytest.raises(RuntimeError, match=r"first sweep.s 2 configurations are kept at .*pool\.first\.parquet"):
+        record(out=out, num_samples=2, repeats=3, repeat_first=2)
+    kept = pd.read_parquet(tmp_path / "pool.first.parquet")
+    assert kept["config_id"].nunique() == 2 and kept["value"].max() == 0.3 and not out.exists()
