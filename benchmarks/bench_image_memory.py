@@ -2,7 +2,8 @@
 the same ``.npy``, as shipped) vs a private copy per trial (what a trial that decodes or loads the images itself
 holds). N processes each open the split's cache (:func:`zsltune.data.images.image_cache`) and read every pixel;
 while all N hold it, the sum of their PSS (shared pages counted once across processes) is taken from
-``/proc/PID/smaps_rollup``, minus the same for N processes that hold no pixels. Copies = that / the cache's bytes.
+``/proc/PID/smaps`` (shared libraries left out), minus the same for N processes that hold no pixels. Copies = that /
+the cache's bytes.
 
     PYTHONPATH=. python benchmarks/bench_image_memory.py            # demo-images, N = 1 2 4
 """
@@ -12,12 +13,11 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from benchmarks._bench_util import smaps_rollup
 
 
 def _hold(files: list[str], resolution: int, mode: str, ready: Any, done: Any) -> None:
@@ -32,6 +32,26 @@ def _hold(files: list[str], resolution: int, mode: str, ready: Any, done: Any) -
     done.wait()
 
 
+_CODE = re.compile(r"\.so(\.[\d.]+)?$|/python[\d.]*$")
+
+
+def data_pss(pid: int) -> int:
+    """PSS (bytes) of ``pid``'s mappings other than shared libraries and the interpreter: a library's PSS moves with
+    how many other processes on the machine map it (another test's workers), the images' pages do not."""
+    total, counted = 0, True
+    try:
+        lines = Path(f"/proc/{pid}/smaps").read_text().splitlines()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return 0
+    for line in lines:
+        head = line.split()
+        if head and not head[0].endswith(":"):  # a mapping's header: address range, perms, offset, dev, inode, path
+            counted = not (len(head) >= 6 and _CODE.search(head[-1]))
+        elif head and head[0] == "Pss:" and counted:
+            total += int(head[1]) * 1024
+    return total
+
+
 def held(files: list[str], resolution: int, mode: str, n: int) -> float:
     """Sum of PSS (bytes) of ``n`` processes holding the split in ``mode`` (cache, copy, none)."""
     ctx = mp.get_context("spawn")
@@ -40,7 +60,7 @@ def held(files: list[str], resolution: int, mode: str, n: int) -> float:
     for p in procs:
         p.start()
     pids = [ready.get(timeout=300) for _ in procs]
-    total = float(sum(smaps_rollup(pid).get("pss", 0) for pid in pids))
+    total = float(sum(data_pss(pid) for pid in pids))
     done.set()
     for p in procs:
         p.join()
