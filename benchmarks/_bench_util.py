@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -79,6 +80,26 @@ def smaps_rollup(pid: int) -> dict[str, int]:
         "uss": (kb.get("Private_Clean", 0) + kb.get("Private_Dirty", 0)) * 1024,
         "shared": (kb.get("Shared_Clean", 0) + kb.get("Shared_Dirty", 0)) * 1024,
     }
+
+
+_CODE = re.compile(r"\.so(\.[\d.]+)?$|/python[\d.]*$")
+
+
+def data_pss(pid: int) -> int:
+    """PSS (bytes) of ``pid``'s mappings other than shared libraries and the interpreter: a library's PSS moves with
+    how many other processes on the machine map it (another test's workers), a process's data pages do not."""
+    total, counted = 0, True
+    try:
+        lines = Path(f"/proc/{pid}/smaps").read_text().splitlines()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return 0
+    for line in lines:
+        head = line.split()
+        if head and not head[0].endswith(":"):  # a mapping's header: address range, perms, offset, dev, inode, path
+            counted = not (len(head) >= 6 and _CODE.search(head[-1]))
+        elif head and head[0] == "Pss:" and counted:
+            total += int(head[1]) * 1024
+    return total
 
 
 def cmdline(pid: int) -> str:

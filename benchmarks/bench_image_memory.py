@@ -13,11 +13,12 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from benchmarks._bench_util import data_pss
 
 
 def _hold(files: list[str], resolution: int, mode: str, ready: Any, done: Any) -> None:
@@ -30,26 +31,6 @@ def _hold(files: list[str], resolution: int, mode: str, ready: Any, done: Any) -
         int(px.sum(dtype=np.uint64))  # every page read
     ready.put(os.getpid())
     done.wait()
-
-
-_CODE = re.compile(r"\.so(\.[\d.]+)?$|/python[\d.]*$")
-
-
-def data_pss(pid: int) -> int:
-    """PSS (bytes) of ``pid``'s mappings other than shared libraries and the interpreter: a library's PSS moves with
-    how many other processes on the machine map it (another test's workers), the images' pages do not."""
-    total, counted = 0, True
-    try:
-        lines = Path(f"/proc/{pid}/smaps").read_text().splitlines()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return 0
-    for line in lines:
-        head = line.split()
-        if head and not head[0].endswith(":"):  # a mapping's header: address range, perms, offset, dev, inode, path
-            counted = not (len(head) >= 6 and _CODE.search(head[-1]))
-        elif head and head[0] == "Pss:" and counted:
-            total += int(head[1]) * 1024
-    return total
 
 
 def held(files: list[str], resolution: int, mode: str, n: int) -> float:

@@ -184,6 +184,7 @@ def record(
         "overrides": overrides or {},
     }  # fmt: skip
     out = Path(out) if out is not None else pool_path(space)
+    out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         res = run_sweep(
             SweepOptions(**common, sampler="random", scheduler="fifo", num_samples=num_samples, storage=tmp, seed=seed)
@@ -192,7 +193,6 @@ def record(
     if repeats > 1 and repeat_first > 0:
         # the first sweep (most of an hour) is kept on disk until the repeats have landed
         first = out.with_name(f"{out.stem}.first{out.suffix}")
-        first.parent.mkdir(parents=True, exist_ok=True)
         pool.to_parquet(first, index=False)
         grid, keys = repeat_grid(pool, space, repeat_first, overrides)
         try:
@@ -210,7 +210,6 @@ def record(
         first.unlink()
     if append and out.exists():
         pool = merge_pools(pd.read_parquet(out), pool)
-    out.parent.mkdir(parents=True, exist_ok=True)
     pool.to_parquet(out, index=False)
     return out
 

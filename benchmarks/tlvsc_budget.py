@@ -52,7 +52,7 @@ def run(*, num_samples: int, seeds: list[int], max_epochs: int | None = None) ->
     space = load_space("tlvsc")
     d = space.defaults("demo")
     unit = float(d["batch_size"]) * (int(d["n_critic"]) + 1) * int(space.iteration_steps or 1)
-    rows, lines = [], []
+    rows, lines, reached = [], [], []
     for seed in seeds:
         curves: dict[str, pd.DataFrame] = {}
         for b in BUDGETS:
@@ -78,21 +78,20 @@ def run(*, num_samples: int, seeds: list[int], max_epochs: int | None = None) ->
                 }
             )
         it, co = curves["iterations"], curves["compute"]
-        rows[-1]["compute_to_iterations_best"] = reach(co, float(it["best"].iloc[-1]))
-        rows[-2]["compute_to_compute_best"] = reach(it, float(co["best"].iloc[-1]))
+        # each sweep's compute to reach the other's final best (inf: never)
+        rows[-1]["compute_to_iterations_best"] = to_it = reach(co, float(it["best"].iloc[-1]))
+        rows[-2]["compute_to_compute_best"] = to_co = reach(it, float(co["best"].iloc[-1]))
+        reached.append(
+            f"seed {seed}: --budget compute reaches the iterations sweep's best after {to_it:.1f}; --budget "
+            f"iterations reaches the compute sweep's best after {to_co:.1f} default-iterations"
+        )
     df = pd.DataFrame(rows)
     for r in df.itertuples():
         lines.append(
             f"seed {r.seed} {r.budget:10s}: best val H {r.best:.3f} after {r.compute:.1f} default-iterations of "
             f"compute ({r.iterations} trial-iterations, {r.wall_s:.0f} s)"
         )
-    for seed in seeds:  # each sweep's compute to reach the other's final best (inf: never)
-        it, co = (df[(df["seed"] == seed) & (df["budget"] == b)].iloc[0] for b in BUDGETS)
-        lines.append(
-            f"seed {seed}: --budget compute reaches the iterations sweep's best after "
-            f"{co['compute_to_iterations_best']:.1f}; --budget iterations reaches the compute sweep's best after "
-            f"{it['compute_to_compute_best']:.1f} default-iterations"
-        )
+    lines += reached
     mean = df.groupby("budget")[["best", "compute", "wall_s"]].mean()
     per_compute = mean["best"] / mean["compute"]
     lines.append(
